@@ -1,0 +1,33 @@
+# memrec: the two commands a fresh clone needs are `make repro` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV  := .venv
+BIN   := $(VENV)/bin
+PY    := $(BIN)/python
+STAMP := $(VENV)/.installed
+# table/figure notebooks need pipeline results: they are executed by `dvc repro` (tables stage)
+# and by tests/test_pipeline.py, not by nbdev_test
+NB_SKIP := ^(table|figure|videolstm_|rlstm_|tattn_)
+
+.PHONY: venv repro test test-nbs pytest export clean-nbs bench
+
+venv: $(STAMP)
+$(STAMP): requirements.txt setup.py settings.ini
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+# main job: every stage of dvc.yaml on the dataset named in params.yaml (default: the embedded `synth`)
+repro: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+
+# the test command (.ci/run runs this): clean notebooks, export in sync, notebook tests, integration tests
+test: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(PY) .ci/check_nbdev.py
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/nbdev_test --n_workers 2 --skip_file_re '$(NB_SKIP)'
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q tests
+
+export: venv
+	$(BIN)/nbdev_clean && $(BIN)/nbdev_export

@@ -1,0 +1,15 @@
+"Install memrec from settings.ini (the nbdev 2 project file); dependencies are pinned in requirements.txt."
+from configparser import ConfigParser
+from setuptools import setup, find_packages
+
+cfg = ConfigParser(delimiters=['='])
+cfg.read('settings.ini', encoding='utf-8')
+c = cfg['DEFAULT']
+setup(
+    name=c['lib_name'], version=c['version'], description=c['description'],
+    author=c['author'], license=c['license'], python_requires='>=' + c['min_python'],
+    packages=find_packages(include=['memrec', 'memrec.*']),
+    package_data={'memrec': ['*.csv', '*.yaml']},
+    include_package_data=True, zip_safe=False,
+    entry_points={'console_scripts': c['console_scripts'].split(), 'nbdev': [f"{c['lib_name']}={c['lib_name']}._modidx:d"]},
+)
