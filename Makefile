@@ -12,6 +12,10 @@ NB_SKIP := ^(table|figure|ablation_|videolstm_|rlstm_|tattn_)
 
 venv: $(STAMP)
 $(STAMP): requirements.txt setup.py settings.ini
+	@# RAR extraction of UCF101/HMDB51 archives needs bsdtar (libarchive-tools) or unar: install one if missing
+	@command -v bsdtar >/dev/null || command -v unar >/dev/null || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libarchive-tools >/dev/null; } || \
+	  echo "warning: install libarchive-tools (bsdtar) or unar to extract UCF101/HMDB51 archives"
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
