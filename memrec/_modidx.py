@@ -469,6 +469,8 @@ d = { 'settings': { 'branch': 'main',
                               'memrec.train.model_config': ('train.html#model_config', 'memrec/train.py'),
                               'memrec.train.result_dir': ('train.html#result_dir', 'memrec/train.py'),
                               'memrec.train.schedule': ('train.html#schedule', 'memrec/train.py'),
+                              'memrec.train.segment_positions': ('train.html#segment_positions', 'memrec/train.py'),
+                              'memrec.train.take_positions': ('train.html#take_positions', 'memrec/train.py'),
                               'memrec.train.take_snippets': ('train.html#take_snippets', 'memrec/train.py'),
                               'memrec.train.train': ('train.html#train', 'memrec/train.py'),
                               'memrec.train.video_groups': ('train.html#video_groups', 'memrec/train.py')}}}
