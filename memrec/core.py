@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np, yaml
 
 # %% auto #0
-__all__ = ['repo_root', 'load_params', 'Registry', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'atomic_dir',
-           'config_hash', 'prepare_outdir', 'set_seed', 'progress', 'device']
+__all__ = ['repo_root', 'ref_data', 'load_params', 'Registry', 'atomic_path', 'atomic_write_text', 'atomic_write_json',
+           'atomic_dir', 'config_hash', 'prepare_outdir', 'set_seed', 'progress', 'device']
 
 # %% ../nbs/00_core.ipynb #a35ae7a1
 def repo_root(start: str | Path | None = None) -> Path:
@@ -19,6 +19,11 @@ def repo_root(start: str | Path | None = None) -> Path:
     for d in [p, *p.parents]:
         if (d / 'params.yaml').exists(): return d
     raise FileNotFoundError(f'No params.yaml at or above {p}: run from inside the memrec repository')
+
+# %% ../nbs/00_core.ipynb #fd99c4a6
+def ref_data(*parts) -> Path:
+    "Path of a vendored reference file: `repo_root()/'refdata'` joined with `parts`."
+    return repo_root() / 'refdata' / Path(*parts)
 
 # %% ../nbs/00_core.ipynb #46613c4b
 def load_params(path: str | Path | None = None) -> dict:

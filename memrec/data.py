@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
-from .core import Registry, atomic_dir, atomic_path, load_params, progress, repo_root
+from .core import Registry, atomic_dir, atomic_path, load_params, progress, ref_data, repo_root
 from .download import extract, fetch
 from .synth import SynthConfig, generate_synth
 

@@ -8,7 +8,7 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import Registry, atomic_dir, device as default_device, load_params, prepare_outdir, repo_root
+from .core import Registry, atomic_dir, device as default_device, load_params, prepare_outdir, ref_data, repo_root
 from .data import data_dir, rawframes_dir
 from .download import tv_state_dict
 from .frames import _init_worker, dataset_params, link_files, run_pool
@@ -139,9 +139,9 @@ def flow(params: dict | None = None, root: str | Path | None = None) -> Path:
 
 # %% ../nbs/04_flow.ipynb #b49f68ac
 def bench_frames(n: int, width: int = 320, height: int = 240, video: str = '') -> list[np.ndarray]:
-    "`n` consecutive grey uint8 frames of `width`×`height` from `video` (default: the shared UCF101-style clip, else a texture)."
+    "`n` consecutive grey uint8 frames of `width`×`height` from `video` (default: the vendored UCF101-style clip, else a texture)."
     import cv2
-    path = Path(video) if video else repo_root() / '..' / 'shared' / 'data' / 'clips' / 'mmaction2_tests_data_test.avi'
+    path = Path(video) if video else ref_data('clips', 'mmaction2_tests_data_test.avi')
     if path.exists():
         from memrec.frames import read_video
         v = read_video(path)[:n]

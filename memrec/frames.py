@@ -8,7 +8,7 @@ import os, shutil, warnings
 from multiprocessing import get_context
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import atomic_dir, atomic_path, load_params, prepare_outdir, progress, repo_root
+from .core import atomic_dir, atomic_path, load_params, prepare_outdir, progress, ref_data, repo_root
 from .data import DATASETS, data_dir, rawframes_dir
 
 # %% auto #0
