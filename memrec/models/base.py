@@ -8,7 +8,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import Registry
 
 # %% auto #0
-__all__ = ['MODELS', 'TemporalModel', 'import_all_models', 'build_model', 'masked_mean', 'scan']
+__all__ = ['MODELS', 'TemporalModel', 'import_all_models', 'build_model', 'masked_mean', 'zero_padded', 'scan', 'lstm_gates']
 
 # %% ../../nbs/07_models.ipynb #7d0da3b3
 MODELS = Registry('model', 'params.yaml: models / train matrix')
@@ -39,6 +39,10 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.to(x.dtype).reshape(*mask.shape, *([1] * (x.dim() - 2)))
     return (x * m).sum(1) / m.sum(1).clamp_min(1)
 
+def zero_padded(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    "`x` (B,T,...) with its padded steps (where `mask` (B,T) is False) set to 0: how every per-step output leaves a model."
+    return x.masked_fill(~mask.reshape(*mask.shape, *([1] * (x.dim() - 2))), 0)
+
 # %% ../../nbs/07_models.ipynb #4dda99c5
 def _where(m, new, old):
     if isinstance(new, torch.Tensor): return torch.where(m.reshape(-1, *([1] * (new.dim() - 1))), new, old)
@@ -53,3 +57,10 @@ def scan(step, x: torch.Tensor, mask: torch.Tensor, state):
         outs.append(out)
     stack = lambda o: torch.stack(o, 1) if isinstance(o[0], torch.Tensor) else type(o[0])(stack(list(z)) for z in zip(*o))
     return stack(outs), state
+
+# %% ../../nbs/07_models.ipynb #f635ac70
+def lstm_gates(pre: torch.Tensor, c: torch.Tensor, dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    "LSTM cell update: pre-activations `pre`, 4 blocks along `dim` in nn.LSTMCell's order (i, f, g, o), cell `c` -> `(h, c)`."
+    i, f, g, o = pre.chunk(4, dim)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c

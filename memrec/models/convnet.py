@@ -5,7 +5,7 @@
 # %% ../../nbs/07a_convnet.ipynb #80c75a08
 from __future__ import annotations
 import torch, torch.nn as nn
-from .base import MODELS, TemporalModel, masked_mean
+from .base import MODELS, TemporalModel, masked_mean, zero_padded
 
 # %% auto #0
 __all__ = ['ConvNet']
@@ -20,4 +20,4 @@ class ConvNet(TemporalModel):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, n_classes))
     def forward(self, x, mask):
         s = self.head(x)                                   # (B,T,K) per-frame scores
-        return {'logits': masked_mean(s, mask), 'step_logits': s}
+        return {'logits': masked_mean(s, mask), 'step_logits': zero_padded(s, mask)}

@@ -5,7 +5,7 @@
 # %% ../../nbs/07b_lstm.ipynb #c7fdbb5d
 from __future__ import annotations
 import torch, torch.nn as nn
-from .base import MODELS, TemporalModel, masked_mean
+from .base import MODELS, TemporalModel, masked_mean, zero_padded
 
 # %% auto #0
 __all__ = ['LSTM']
@@ -22,4 +22,4 @@ class LSTM(TemporalModel):
     def forward(self, x, mask):
         h, _ = self.rnn(self.drop(x))
         s = self.head(h)
-        return {'logits': masked_mean(s, mask), 'step_logits': s}
+        return {'logits': masked_mean(s, mask), 'step_logits': zero_padded(s, mask)}

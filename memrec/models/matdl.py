@@ -6,19 +6,12 @@
 from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.autograd.function import once_differentiable
-from .base import MODELS, TemporalModel, scan
+from .base import MODELS, TemporalModel, scan, lstm_gates
 from ..ste import hard_sigmoid_ste
 
 # %% auto #0
-__all__ = ['lstm_step', 'memory_history', 'controller_score', 'memory_write', 'segment_reset', 'memory_readout',
-           'MATDLRecurrence', 'MATDL', 'MATDLReference']
-
-# %% ../../nbs/07d_matdl.ipynb #a45eeda7
-def lstm_step(gx: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_hh: torch.Tensor):
-    "Eq. 3 (000): one LSTM step given `gx = W_ih x_t + b_ih + b_hh` (B,4H); returns `(h_hat, c_hat)`."
-    i, f, g, o = torch.addmm(gx, h, w_hh.t()).chunk(4, 1)
-    c_hat = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c_hat), c_hat
+__all__ = ['memory_history', 'controller_score', 'memory_write', 'segment_reset', 'memory_readout', 'MATDLRecurrence', 'MATDL',
+           'MATDLReference']
 
 # %% ../../nbs/07d_matdl.ipynb #7d240a3d
 def _count(N: torch.Tensor) -> torch.Tensor:
@@ -73,7 +66,7 @@ class MATDLRecurrence(torch.autograd.Function):
         rec, WrT = e(B, G + K), Wr.t()
         gates[0].copy_(gx[0])                                           # h_0 = 0
         for t in range(T):
-            g = gates[t]                                                # Eq. 3: gates (i, f, g, o) of nn.LSTMCell
+            g = gates[t]                                                # Eq. 3 (000): lstm_gates inlined, same order (i, f, g, o)
             g[:, :2 * H].sigmoid_(); g[:, 2 * H:3 * H].tanh_(); g[:, 3 * H:].sigmoid_()
             i, f, gg, o = g.chunk(4, 1)
             ch = torch.mul(f, C[t], out=CH[t]).addcmul_(i, gg)         # c_hat
@@ -172,29 +165,26 @@ class MATDL(TemporalModel):
                 torch.cat([c.bias_ih + c.bias_hh, self.W_sf.bias, self.W_sf.bias.new_zeros(len(last))]))
 
     def project(self, x):
-        "Input projections of every frame in one product: LSTM gates (B,T,4H), `W_sf x + b_s` (B,T,K), items `W_w x` (B,T,D)."
-        return F.linear(x, *self.input_weights(self.W_w.weight)).split([4 * self.hidden, self.ctrl_dim, self.mem_dim], -1)
+        "Input projections of every frame in one product (B,T,4H+K+D): LSTM gates | `W_sf x + b_s` | items `W_w x`."
+        return F.linear(x, *self.input_weights(self.W_w.weight))
 
     def step(self, p, state):
-        "One frame: `p = (gx, fx, m)`, the frame's three projections; `state = (h, c, S, N)`."
-        (gx, fx, m), (h, c, S, N) = p, state
-        h_hat, c_hat = lstm_step(gx, h, c, self.cell.weight_hh)                                      # Eq. 3
-        mh = memory_history(S, N)                                                                     # Eq. 1
-        q = controller_score(fx, h_hat, mh, self.W_sc.weight, self.W_sm.weight, self.v_s.weight)     # Eq. 6
-        s, a = hard_sigmoid_ste(q, self.thr)                                                          # Eq. 7-10
+        "One frame: `p` (B,4H+K+D), the frame's projections `gx | fx | m` (see `project`); `state = (h, c, S, N)`."
+        (gx, fx, m), (h, c, S, N) = p.split([4 * self.hidden, self.ctrl_dim, self.mem_dim], -1), state
+        h_hat, c_hat = lstm_gates(torch.addmm(gx, h, self.cell.weight_hh.t()), c)                   # Eq. 3 (000)
+        mh = memory_history(S, N)                                                                     # Eq. 1 (000)
+        q = controller_score(fx, h_hat, mh, self.W_sc.weight, self.W_sm.weight, self.v_s.weight)     # Eq. 6 (000)
+        s, a = hard_sigmoid_ste(q, self.thr)                                                          # Eq. 7-10 (000)
         if self.write == 'all': s = torch.ones_like(s)
-        S, N = memory_write(S, N, m, s)                                                               # Eq. 2
-        if self.reset: h_hat, c_hat = segment_reset(h_hat, c_hat, s)                                  # Eq. 4-5
+        S, N = memory_write(S, N, m, s)                                                               # Eq. 2 (000)
+        if self.reset: h_hat, c_hat = segment_reset(h_hat, c_hat, s)                                  # Eq. 4-5 (000)
         return (s, a), (h_hat, c_hat, S, N)
 
     def recurrence_autograd(self, x, mask):
         "`s`, `a` (B,T) from the equation functions under `scan` (autograd records every step)."
-        B = x.shape[0]
-        gx, fx, m = self.project(x)
-        frames = zip(gx.unbind(1), fx.unbind(1), m.unbind(1))      # one frame's projections per step, in order
-        z = x.new_zeros
+        B, z = x.shape[0], x.new_zeros
         state = (z(B, self.hidden), z(B, self.hidden), z(B, self.mem_dim), z(B))
-        (s, a), _ = scan(lambda _, st: self.step(next(frames), st), mask, mask, state)
+        (s, a), _ = scan(self.step, self.project(x), mask, state)
         return s, a
 
     def recurrence_fused(self, x, mask):

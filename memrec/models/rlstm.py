@@ -5,7 +5,7 @@
 # %% ../../nbs/07g_rlstm.ipynb #3524a580
 from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
-from .base import MODELS, TemporalModel, masked_mean, scan
+from .base import MODELS, TemporalModel, masked_mean, scan, lstm_gates
 
 # %% auto #0
 __all__ = ['Relation', 'SlowBN', 'RelationalLSTM', 'PreActBottleneck', 'res_stage', 'RLSTMNet', 'TwoBranchNet']
@@ -63,16 +63,14 @@ class RelationalLSTM(nn.Module):
         self.hidden = hidden = hidden or c // 2
         embed = embed or c // 2
         self.bn = SlowBN(c, bn_momentum)                        # BN before the first reshape (Section 4)
-        self.rx = Relation(c, c, hidden, embed, heads=4)        # r_ix, r_fx, r_ox, r_gx (X_t, X_t)
-        self.rh = Relation(c, hidden, hidden, embed, heads=4)   # r_ih, r_fh, r_oh, r_gh (X_t, H_{t-1})
+        self.rx = Relation(c, c, hidden, embed, heads=4)        # r_ix, r_fx, r_gx, r_ox (X_t, X_t)
+        self.rh = Relation(c, hidden, hidden, embed, heads=4)   # r_ih, r_fh, r_gh, r_oh (X_t, H_{t-1})
         self.out = nn.Conv2d(hidden, c, 1)                      # 1x1 conv C/2 -> C on the output
     def cell(self, ax, q, state):
         "One step of Eq. 3 given the input relations `ax` (B,4,N,hid) and the state queries `q` (B,4,N,E)."
         h, c = state
         z = ax + self.rh.attend(q, *self.rh.keys(h))            # r_*x(X_t,X_t) + r_*h(X_t,H_{t-1}), (B,4,N,hid)
-        i, f, o, g = z.unbind(1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        return lstm_gates(z.flatten(1, 2), c)                   # Eq. 3 (002): heads i, f, g, o as 4 blocks of N rows
     def forward(self, x: torch.Tensor, mask: torch.Tensor, return_seq: bool = False):
         B, T, C, Hh, Ww = x.shape
         x = _valid_apply(self.bn, x, mask).flatten(3).transpose(2, 3)     # (B,T,N,C), N = H*W

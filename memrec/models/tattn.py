@@ -5,7 +5,7 @@
 # %% ../../nbs/07h_tattn.ipynb #4cff96d3
 from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
-from .base import MODELS, TemporalModel, masked_mean, scan
+from .base import MODELS, TemporalModel, masked_mean, scan, zero_padded
 
 # %% auto #0
 __all__ = ['FrameAttention', 'TemporalAttentionLSTM', 'MeanInputLSTM']
@@ -33,7 +33,7 @@ class FrameAttention(nn.Module):
 class TemporalAttentionLSTM(TemporalModel):
     "Temporal attention LSTM of 003: attention-weighted frame sum (Eq. 4-6) into stacked LSTMs, per-step softmax (Eq. 7)."
     inputs = 'vec'
-    extras = ('alpha',)
+    extras = ('alpha', 'step_logits')
     attentive = True
     def __init__(self, in_dim: int, n_classes: int, hidden: int = 512, layers: int = 2, last: int = 10,
                  l2: float = 1e-4, att_dim: int = 0):
@@ -62,11 +62,11 @@ class TemporalAttentionLSTM(TemporalModel):
         n = mask.sum(1, keepdim=True)
         tail = mask & (torch.arange(T, device=x.device)[None] >= n - self.last)  # last `last` real steps
         probs = masked_mean(step_logits.softmax(-1), tail)
-        return {'logits': probs.clamp_min(1e-12).log(), 'step_logits': step_logits, 'step_mask': mask,
-                'alpha': alpha * mask[:, :, None].to(alpha.dtype)}
+        return {'logits': probs.clamp_min(1e-12).log(), 'step_logits': zero_padded(step_logits, mask), 'mask': mask,
+                'alpha': zero_padded(alpha, mask)}
     def loss(self, out: dict, y: torch.Tensor) -> torch.Tensor:
         "Eq. 8: cross-entropy summed over each video's real steps, mean over videos, plus l2 * sum of squared parameters."
-        sl, sm = out['step_logits'], out['step_mask']
+        sl, sm = out['step_logits'], out['mask']
         ce = F.cross_entropy(sl[sm], y[:, None].expand(sm.shape)[sm], reduction='sum') / sl.shape[0]
         return ce + self.l2 * sum(p.pow(2).sum() for p in self.parameters()) if self.l2 else ce
 

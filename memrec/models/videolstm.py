@@ -6,11 +6,11 @@
 from __future__ import annotations
 import math
 import torch, torch.nn as nn, torch.nn.functional as F
-from .base import MODELS, TemporalModel, masked_mean, scan
+from .base import MODELS, TemporalModel, masked_mean, scan, lstm_gates, zero_padded
 
 # %% auto #0
-__all__ = ['apply_frames', 'lstm_update', 'ConvLSTMCell', 'SpatialAttention', 'spatial_softmax', 'reweight', 'attend_sum',
-           'FrameHead', 'pool_frames', 'ALSTM', 'ConvLSTM', 'ConvALSTM', 'VideoLSTM']
+__all__ = ['apply_frames', 'ConvLSTMCell', 'SpatialAttention', 'spatial_softmax', 'reweight', 'attend_sum', 'FrameHead',
+           'pool_frames', 'ALSTM', 'ConvLSTM', 'ConvALSTM', 'VideoLSTM']
 
 # %% ../../nbs/07e_videolstm.ipynb #ed8281b8
 def apply_frames(f, x: torch.Tensor) -> torch.Tensor:
@@ -18,13 +18,6 @@ def apply_frames(f, x: torch.Tensor) -> torch.Tensor:
     B, T = x.shape[:2]
     y = f(x.reshape(B * T, *x.shape[2:]))
     return y.reshape(B, T, *y.shape[1:])
-
-# %% ../../nbs/07e_videolstm.ipynb #cabf9b63
-def lstm_update(pre: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "Eq. 1-6 (001): gate pre-activations `pre` (B,4K,...) in order I,F,O,G and cell `c` (B,K,...) -> new (h, c)."
-    i, f, o, g = pre.chunk(4, 1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)   # Eq. 1, 2, 4, 5
-    return torch.sigmoid(o) * torch.tanh(c), c                    # Eq. 3, 6
 
 # %% ../../nbs/07e_videolstm.ipynb #bb413422
 class ConvLSTMCell(nn.Module):
@@ -39,7 +32,7 @@ class ConvLSTMCell(nn.Module):
         return apply_frames(self.wx, x) if x.dim() == 5 else self.wx(x)
     def forward(self, gx: torch.Tensor, rec: torch.Tensor, c: torch.Tensor):
         "One step from the input term `gx`, the recurrent input `rec` (H_{t-1}, maybe with extra maps) and C_{t-1}."
-        return lstm_update(gx + self.wh(rec), c)
+        return lstm_gates(gx + self.wh(rec), c)                                     # Eq. 1-6 (001)
     def zeros(self, B: int, H: int, W: int, like: torch.Tensor):
         z = like.new_zeros(B, self.hidden, H, W); return z, z
 
@@ -84,16 +77,16 @@ class FrameHead(nn.Module):
         return self.net(f.flatten(2))
 
 # %% ../../nbs/07e_videolstm.ipynb #39882f97
-def pool_frames(frame_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    "Video log-scores (B,K): log of the mean over valid frames of the per-frame class probabilities (001, Sec. 5.2)."
-    lp = frame_logits.log_softmax(-1).masked_fill(~mask[..., None], -1e4)
+def pool_frames(step_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    "Video log-scores (B,K) from per-frame scores `step_logits` (B,T,K): log of the mean valid-frame probability (001, Sec. 5.2)."
+    lp = step_logits.log_softmax(-1).masked_fill(~mask[..., None], -1e4)
     return lp.logsumexp(1) - mask.sum(1, keepdim=True).clamp_min(1).log()
 
 # %% ../../nbs/07e_videolstm.ipynb #4a418f49
 class _AttnLSTMFamily(TemporalModel):
     "Shared scaffolding of the VideoLSTM family (001): scan a cell, classify every frame, pool valid frames."
     inputs = 'map'
-    extras = ('attn', 'frame_logits')
+    extras = ('attn', 'step_logits')
     def __init__(self, in_dim, n_classes: int, fc: int = 1024, dropout: float = 0.7, loss: str = 'frame'):
         super().__init__(in_dim, n_classes)
         if loss not in ('frame', 'video'): raise ValueError(f"loss must be 'frame' or 'video', got {loss!r}")
@@ -106,12 +99,12 @@ class _AttnLSTMFamily(TemporalModel):
         seq, state = self.prepare(x)
         outs, _ = scan(self.step, seq, mask, state)
         fl = self.head(outs[0])
-        out = {'logits': pool_frames(fl, mask), 'frame_logits': fl.masked_fill(~mask[..., None], 0), 'mask': mask}
-        if len(outs) > 1: out['attn'] = outs[1].masked_fill(~mask[..., None, None], 0)
+        out = {'logits': pool_frames(fl, mask), 'step_logits': zero_padded(fl, mask), 'mask': mask}
+        if len(outs) > 1: out['attn'] = zero_padded(outs[1], mask)
         return out
     def loss(self, out: dict, y: torch.Tensor) -> torch.Tensor:
         if self.loss_on == 'video': return F.cross_entropy(out['logits'], y)
-        fl = out['frame_logits']; B, T, K = fl.shape
+        fl = out['step_logits']; B, T, K = fl.shape
         ce = F.cross_entropy(fl.reshape(B * T, K), y.repeat_interleave(T), reduction='none').reshape(B, T)
         return masked_mean(ce, out['mask']).mean()
 
@@ -146,7 +139,7 @@ class ALSTM(_AttnLSTMFamily):
 @MODELS.register('convlstm')
 class ConvLSTM(_AttnLSTMFamily):
     "ConvLSTM (001, Eq. 1-6): convolutional gates on the frame maps, no attention."
-    extras = ('frame_logits',)
+    extras = ('step_logits',)
     def __init__(self, in_dim, n_classes: int, hidden: int = 512, k: int = 3,
                  fc: int = 1024, dropout: float = 0.7, loss: str = 'frame'):
         super().__init__(in_dim, n_classes, fc, dropout, loss)
