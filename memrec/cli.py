@@ -4,59 +4,95 @@
 
 # %% ../nbs/11_cli.ipynb #21f27530
 from __future__ import annotations
-import argparse, sys
-from .core import load_params
+import argparse, os, sys
+from pathlib import Path
+import yaml
+from .core import repo_root
+from .schema import MemrecError, TRAIN_MODES, read_params, validate_params, yaml_line
 
 # %% auto #0
-__all__ = ['TRAIN_MODES', 'validate', 'train_mode', 'main']
+__all__ = ['EXPECTED', 'error_line', 'train_mode', 'check_model', 'feature_streams', 'check_features', 'Parser', 'parser', 'run',
+           'main']
 
-# %% ../nbs/11_cli.ipynb #4455cf7f
-def validate(params: dict):
-    "Fail early, naming the bad key and the valid choices, on an unknown dataset, backbone, flow method or model."
-    from memrec.data import DATASETS
-    from memrec.backbones import BACKBONES
-    from memrec.flow import FLOW_METHODS
-    from memrec.models.base import import_all_models
-    DATASETS.get(params['dataset']); BACKBONES.get(params['features']['backbone']); FLOW_METHODS.get(params['flow']['method'])
-    models, conf = import_all_models(), params.get('models') or {}
-    for m, c in conf.items(): models.get((c or {}).get('arch', m))
-    for m in (params.get('pipeline') or {}).get('models', []):
-        if m not in conf: raise KeyError(f'params.yaml: pipeline.models lists {m!r} but models: has no entry for it; configured: {", ".join(conf)}')
-    if params['split'] not in (1, 2, 3): raise ValueError(f"params.yaml: split must be 1, 2 or 3, got {params['split']!r}")
-    return params
+# %% ../nbs/11_cli.ipynb #bb2da43a
+EXPECTED = (MemrecError, ValueError, KeyError, TypeError, FileNotFoundError, yaml.YAMLError)
+
+def error_line(e: BaseException) -> str:
+    "The one line printed for expected error `e`."
+    if isinstance(e, yaml.YAMLError): msg = yaml_line(e)
+    elif isinstance(e, KeyError) and len(e.args) == 1: msg = str(e.args[0])
+    else: msg = str(e)
+    msg = ' '.join(s.strip() for s in msg.splitlines() if s.strip()) or type(e).__name__
+    return msg if isinstance(e, MemrecError) else f'{msg} ({type(e).__name__}; MEMREC_DEBUG=1 shows the traceback)'
 
 # %% ../nbs/11_cli.ipynb #b4c3b54f
-TRAIN_MODES = ('features', 'finetune')
-
 def train_mode(params: dict) -> str:
-    "The configured training mode, checked."
-    mode = params['train'].get('mode', 'features')
-    if mode not in TRAIN_MODES: raise ValueError(f'params.yaml: train.mode must be one of {", ".join(TRAIN_MODES)}, got {mode!r}')
-    return mode
+    "The configured training mode (one of `TRAIN_MODES`; `validate_params` has checked it)."
+    return (params.get('train') or {}).get('mode') or 'features'
+
+# %% ../nbs/11_cli.ipynb #1dd6155b
+def check_model(params: dict, model: str):
+    "`--model` must be a `models:` entry of params.yaml."
+    conf = params.get('models') or {}
+    if model not in conf:
+        raise MemrecError(f'--model {model!r}: params.yaml has no models: entry for it; valid model names (models: entries): {", ".join(conf)}')
+
+def feature_streams(params: dict, model: str, stream: str) -> tuple[str, ...]:
+    "Streams whose cached features `model` reads when trained on `stream`: both for two-stream inputs, else `stream`."
+    from memrec.backbones import STREAMS
+    from memrec.models.base import import_all_models
+    arch = ((params.get('models') or {}).get(model) or {}).get('arch', model)
+    return tuple(STREAMS) if import_all_models().get(arch).inputs.endswith('2') else (stream,)
+
+def check_features(params: dict, model: str, stream: str, root: str | Path | None = None):
+    "`data/<dataset>/features/<s>` must hold features for each stream `s` that `model` reads; else say which DVC stage makes them."
+    from memrec.data import data_dir
+    root = Path(root or repo_root())
+    for s in feature_streams(params, model, stream):
+        d = data_dir(params['dataset'], root) / 'features' / s
+        if not d.is_dir() or not any(not f.name.startswith('.') for f in d.iterdir()):
+            raise MemrecError(f'{d.relative_to(root)} is missing or empty: run `dvc repro features@{s}` to compute the cached {s} features')
+
+# %% ../nbs/11_cli.ipynb #0de7ba0d
+class Parser(argparse.ArgumentParser):
+    "argparse, with a usage error as one line `memrec: error: ...` (exit status 2) like every other error."
+    def error(self, message):
+        sub = self.prog.split(' ', 1)[1] + ': ' if ' ' in self.prog else ''
+        self.exit(2, f'memrec: error: {sub}{" ".join(message.split())} (see `{self.prog} -h`)\n')
+
+def parser() -> Parser:
+    "The `memrec` command line: a subcommand per stage."
+    from memrec.backbones import STREAMS
+    ap = Parser(prog='memrec', description='memrec pipeline stages (see dvc.yaml)')
+    sub = ap.add_subparsers(dest='stage', required=True)     # subparsers are `Parser`s too
+    for s in ('prepare', 'frames', 'flow', 'tables'): sub.add_parser(s)
+    sub.add_parser('features').add_argument('--stream', required=True, choices=STREAMS)
+    for s in ('train', 'evaluate'):
+        a = sub.add_parser(s); a.add_argument('--model', required=True); a.add_argument('--stream', required=True, choices=STREAMS)
+    sub.add_parser('fuse').add_argument('--model', required=True)
+    return ap
 
 # %% ../nbs/11_cli.ipynb #92332fd4
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog='memrec', description='memrec pipeline stages (see dvc.yaml)')
-    sub = ap.add_subparsers(dest='stage', required=True)
-    for s in ('prepare', 'frames', 'flow', 'tables'): sub.add_parser(s)
-    sub.add_parser('features').add_argument('--stream', required=True)
-    for s in ('train', 'evaluate'):
-        a = sub.add_parser(s); a.add_argument('--model', required=True); a.add_argument('--stream', required=True)
-    sub.add_parser('fuse').add_argument('--model', required=True)
-    args = ap.parse_args(argv)
-    params = validate(load_params())
+def run(argv=None):
+    "Parse the command line, check params.yaml and the stage's inputs, run the stage."
+    args = parser().parse_args(argv)
+    params = validate_params(read_params())
+    if args.stage in ('train', 'evaluate', 'fuse'): check_model(params, args.model)
+    if args.stage in ('train', 'evaluate') and train_mode(params) == 'features': check_features(params, args.model, args.stream)
     if args.stage in ('train', 'evaluate', 'fuse'):  # small recurrent models: one thread per process is fastest on CPU
         import torch; torch.set_num_threads(params['train'].get('threads') or torch.get_num_threads())
     if args.stage == 'prepare': from memrec.data import prepare; prepare(params)
     elif args.stage == 'frames': from memrec.frames import frames; frames(params)
     elif args.stage == 'flow': from memrec.flow import flow; flow(params)
     elif args.stage == 'features': from memrec.backbones import features; features(args.stream, params)
-    elif args.stage == 'train':
-        if train_mode(params) == 'finetune': from memrec.finetune import finetune; finetune(args.model, args.stream, params)
-        else: from memrec.train import train; train(args.model, args.stream, params)
-    elif args.stage == 'evaluate':
-        if train_mode(params) == 'finetune':
-            from memrec.finetune import evaluate_finetuned; evaluate_finetuned(args.model, args.stream, params)
-        else: from memrec.evaluate import evaluate; evaluate(args.model, args.stream, params)
+    elif args.stage == 'train': from memrec.train import train; train(args.model, args.stream, params)       # either train.mode
+    elif args.stage == 'evaluate': from memrec.evaluate import evaluate; evaluate(args.model, args.stream, params)
     elif args.stage == 'fuse': from memrec.evaluate import fuse; fuse(args.model, params)
     elif args.stage == 'tables': from memrec.tables import tables; tables(params)
+
+def main(argv=None):
+    "The `memrec` command: `run`; an expected error is one line `memrec: error: ...` on stderr, exit status 2 (MEMREC_DEBUG=1: raised)."
+    try: run(argv)
+    except EXPECTED as e:
+        if os.environ.get('MEMREC_DEBUG', '') not in ('', '0'): raise
+        print(f'memrec: error: {error_line(e)}', file=sys.stderr); sys.exit(2)

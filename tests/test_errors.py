@@ -1,0 +1,105 @@
+"""Errors before work, in one line: each bad input makes `memrec <stage>` exit with status 2 and print exactly one
+line on stderr that names the key (or argument) and the valid choices, without a traceback.
+
+Each case runs the real console script in a scratch folder holding only a broken copy of params.yaml (and the table
+notebooks' names under nbs/, which validation checks); no stage gets far enough to do work."""
+import copy, os, subprocess, sys
+from pathlib import Path
+import pytest, yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PARAMS = yaml.safe_load((ROOT / 'params.yaml').read_text())
+
+def setting(**change):
+    "A function editing params: each `a__b__c=v` sets params['a']['b']['c'] = v."
+    def edit(p):
+        for k, v in change.items():
+            *path, last = k.split('__'); d = p
+            for x in path: d = d[x]
+            d[last] = v
+    return edit
+
+def scratch(tmp_path, edit=None, text=None) -> Path:
+    "A folder with params.yaml (edited by `edit`, or `text` as it is) and an nbs/ holding the table notebooks' names."
+    p = copy.deepcopy(PARAMS)
+    if edit: edit(p)
+    (tmp_path / 'params.yaml').write_text(text if text is not None else yaml.safe_dump(p, sort_keys=False))
+    (tmp_path / 'nbs').mkdir(exist_ok=True)
+    for nb in PARAMS['tables']['notebooks']: (tmp_path / 'nbs' / f'{nb}.ipynb').write_text('{}')
+    return tmp_path
+
+def memrec(args: str, cwd: Path, **env) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k != 'MEMREC_DEBUG'}
+    env = {**base, 'PATH': f'{BIN}:{os.environ["PATH"]}', 'MEMREC_QUIET': '1', **env}
+    return subprocess.run(['memrec', *args.split()], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+def assert_one_line(r, expect):
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2, (r.returncode, r.stderr[-3000:])
+    assert len(lines) == 1 and lines[0].startswith('memrec: error: '), r.stderr[-3000:]
+    assert 'Traceback' not in r.stderr + r.stdout
+    for e in expect: assert e in lines[0], f'{e!r} not in {lines[0]!r}'
+    return lines[0]
+
+bad_yaml = 'seed: 0\ndataset: synth\nsplit: 1\ntrain:\n  lr: [0.1, 0.2\n  epochs: 4\n'
+
+CASES = {   # id: (edit of params.yaml or its text, command, what the line must contain)
+    'dataset': (setting(dataset='ucf-101'), 'prepare', ['params.yaml: dataset:', "'ucf-101'", 'valid dataset names: hmdb51, synth, ucf101']),
+    'pipeline_model': (lambda p: p['pipeline']['models'].append('lstn'), 'prepare',
+                       ['params.yaml: pipeline.models[17]:', "'lstn'", 'valid model names', 'convnet, lstm, matdl']),
+    'models_entry': (setting(models__lstn={}), 'prepare', ['params.yaml: models.lstn:', "'lstn'", 'valid model names', 'convnet']),
+    'arch': (setting(models__rlstm2b_t6__arch='rlstm2'), 'prepare',
+             ['params.yaml: models.rlstm2b_t6.arch:', "'rlstm2'", 'valid model names', 'rlstm2b']),
+    'stream_cli': (None, 'train --model lstm --stream flow', ['--stream', "'flow'", "'spatial', 'temporal'"]),
+    'stage_cli': (None, 'trian', ["'trian'", "'prepare'", "'train'"]),
+    'missing_arg': (None, 'train --model lstm', ['train', '--stream']),
+    'model_cli': (None, 'train --model lstn --stream spatial', ["--model 'lstn'", 'valid model names', 'lstm']),
+    'optimizer': (setting(models__lstm__train={'optimizer': 'adamw'}), 'prepare',
+                  ['params.yaml: models.lstm.train.optimizer:', "'adamw'", 'valid optimizer names:', 'rmsprop', 'sgd']),
+    'fusion_rule': (setting(fusion__rule='max'), 'fuse --model lstm',
+                    ['params.yaml: fusion.rule:', "'max'", 'valid fusion rule names: average, product, weighted']),
+    'backbone': (setting(features__backbone='vgg'), 'features --stream spatial',
+                 ['params.yaml: features.backbone:', "'vgg'", 'valid backbone names:', 'efficientnet_lite0', 'vgg16']),
+    'flow_method': (setting(flow__method='tvl'), 'flow', ['params.yaml: flow.method:', "'tvl'", 'valid flow method names:', 'farneback', 'tvl1']),
+    'recipe': (setting(models__matdl__train={'recipe': 'matdl'}), 'prepare',
+               ['params.yaml: models.matdl.train.recipe:', "'matdl'", 'valid recipe names:', 'matdl_paper']),
+    'train_mode': (setting(train__mode='e2e'), 'train --model lstm --stream spatial',
+                   ['params.yaml: train.mode:', "'e2e'", 'valid train mode names: features, finetune']),
+    'type': (setting(train__batch_size='big'), 'prepare', ['params.yaml: train.batch_size:', 'must be an integer', "'big'"]),
+    'negative': (setting(train__lr=-1), 'prepare', ['params.yaml: train.lr:', 'must be > 0', '-1']),
+    'per_stream_key': (setting(train__lr={'spatial': 0.1, 'flow': 0.1}), 'prepare',
+                       ['params.yaml: train.lr.flow:', "'flow'", 'valid keys: spatial, temporal']),
+    'fraction': (setting(train__val_fraction=1.0), 'prepare', ['params.yaml: train.val_fraction:', 'must be < 1', '1.0']),
+    'train_key': (setting(train__weigth_decay=0), 'prepare', ['params.yaml: train.weigth_decay:', 'unknown key', 'valid keys:', 'weight_decay']),
+    'model_keyword': (setting(models__lstm__hiddn=128), 'prepare',
+                      ['params.yaml: models.lstm.hiddn:', "'hiddn'", 'valid keywords: hidden, dropout']),
+    'finetune_bn': (setting(models__lstm__finetune={'bn': 'half'}), 'prepare',
+                    ['params.yaml: models.lstm.finetune.bn:', "'half'", 'partial, frozen, train']),
+    'yaml_number': (setting(train__lr='1e-3'), 'prepare', ['params.yaml: train.lr:', 'must be a number', '1.0e-3']),
+    'broken_yaml': (bad_yaml, 'prepare', ['params.yaml: line 6, column 9: invalid YAML:', 'line 5, column 7']),
+    'not_a_mapping': ('- just\n- a list\n', 'prepare', ['params.yaml: must be a mapping']),
+    'split': (setting(split=4), 'prepare', ['params.yaml: split:', 'no split 4', 'valid splits: 1, 2, 3']),
+    'notebook': (setting(tables__notebooks=['tabel2']), 'tables', ['params.yaml: tables.notebooks[0]:', 'tabel2', 'table2']),
+    'features': (None, 'train --model lstm --stream spatial', ['data/synth/features/spatial', 'dvc repro features@spatial']),
+    'features_evaluate': (None, 'evaluate --model lstm --stream temporal', ['data/synth/features/temporal', 'dvc repro features@temporal']),
+}
+
+@pytest.mark.parametrize('case', CASES)
+def test_bad_input_is_one_line(tmp_path, case):
+    change, cmd, expect = CASES[case]
+    d = scratch(tmp_path, text=change) if isinstance(change, str) else scratch(tmp_path, change)
+    print(assert_one_line(memrec(cmd, d), expect))
+
+def test_two_stream_model_needs_both_features(tmp_path):
+    d = scratch(tmp_path); f = d / 'data/synth/features/spatial'; f.mkdir(parents=True); (f / 'v.npz').write_bytes(b'')
+    assert_one_line(memrec('train --model videolstm --stream spatial', d), ['data/synth/features/temporal', 'dvc repro features@temporal'])
+
+def test_memrec_debug_shows_the_traceback(tmp_path):
+    r = memrec('prepare', scratch(tmp_path, setting(dataset='ucf-101')), MEMREC_DEBUG='1')
+    assert r.returncode != 0 and 'Traceback' in r.stderr and 'valid dataset names' in r.stderr, r.stderr[-3000:]
+
+def test_repository_params_are_valid():
+    from memrec.schema import validate_params
+    p = copy.deepcopy(PARAMS)
+    assert validate_params(p, root=ROOT) == PARAMS
