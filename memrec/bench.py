@@ -87,7 +87,8 @@ def bench_finetune(models: str = 'convnet,matdl', backbone: str = 'resnet101', s
     from memrec.backbones import BACKBONES
     from memrec.frames import write_frames
     from memrec.synth import SynthConfig, render_video, synth_classes
-    from memrec.finetune import FrameClips, build_end_to_end, make_loader, param_groups, train_step
+    from memrec.finetune import FrameClips, FrameSource, build_end_to_end, param_groups
+    from memrec.train import batch_plan, train_step
     if threads: torch.set_num_threads(threads)
     dev = default_device(); cuda = dev.type == 'cuda'; amp = amp and cuda
     if backbone not in BACKBONES:
@@ -114,14 +115,16 @@ def bench_finetune(models: str = 'convnet,matdl', backbone: str = 'resnet101', s
                 torch.cuda.reset_peak_memory_stats(dev)
             if compile: net.compile_backbone()
             opt = torch.optim.SGD(param_groups(net, 1e-3, 5e-4, 1, 2, 2), lr=1e-3, momentum=0.9)
-            net.train(); it = iter(make_loader(ds, B, workers, seed, pin=cuda))
-            for _ in range(warmup): train_step(net, opt, [next(it)], dev, amp, 20)
+            net.train(); n = warmup + steps + 1      # the training loop's own loader and step (train.fit's plan, train.train_step)
+            it = FrameSource(ds, workers, pin=cuda).batches(batch_plan(len(ds), B, -(-len(ds) // B), seed, 0, n), seed)
+            step = lambda b: train_step(net, net, opt, b, 1., 1, amp, 20, dev)
+            for _ in range(warmup): step(next(it))
             _sync(dev); t0 = time.perf_counter()
-            for _ in range(steps): train_step(net, opt, [next(it)], dev, amp, 20)
+            for _ in range(steps): step(next(it))
             _sync(dev); e2e = steps * B / (time.perf_counter() - t0)
-            x, y = next(it); batch = [(x.to(dev), y.to(dev))]
-            train_step(net, opt, batch, dev, amp, 20); _sync(dev); t0 = time.perf_counter()
-            for _ in range(steps): train_step(net, opt, batch, dev, amp, 20)
+            x, mask, y = next(it); batch = (x.to(dev), mask.to(dev), y.to(dev))
+            step(batch); _sync(dev); t0 = time.perf_counter()
+            for _ in range(steps): step(batch)
             _sync(dev); net_only = steps * B / (time.perf_counter() - t0)
             mem = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else float('nan')
             res[name] = {'clips_per_s': e2e, 'step_clips_per_s': net_only, 'peak_gib': mem}

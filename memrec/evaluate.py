@@ -8,12 +8,13 @@ import json
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from .core import atomic_path, atomic_write_json, load_params, device, repo_root
-from .train import result_dir, load_trained, load_split, _inputs, _mask, _to, segment_positions
+from .data import data_dir
+from .train import MODES, FeatureSource, result_dir, load_trained, snippet_starts, _to
 
 # %% auto #0
 __all__ = ['FUSION_RULES', 'accuracy_metrics', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion', 'write_metrics',
-           'relevance_at', 'snippet_starts', 'predict', 'write_class_report', 'evaluate', 'fuse_scores',
-           'choose_weight', 'fuse', 'across_splits', 'mean_std', 'load_scores', 'group_accuracy']
+           'relevance_at', 'relevance_of', 'predict', 'write_class_report', 'evaluate', 'fuse_scores', 'choose_weight',
+           'fuse', 'across_splits', 'mean_std', 'load_scores', 'group_accuracy']
 
 # %% ../nbs/09_evaluate.ipynb #3eb04c2b
 def accuracy_metrics(scores: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> dict:
@@ -54,62 +55,48 @@ def write_metrics(s: np.ndarray, relevant: np.ndarray) -> dict:
     f1 = 2 * p * rc / (p + rc) if p + rc > 0 else 0.
     return {'write_precision': float(p), 'write_recall': float(rc), 'write_f1': float(f1), 'write_rate': float(s.mean())}
 
-def relevance_at(d: Path, videos, stream: str, flow_length: int = 1) -> np.ndarray | None:
-    "(N,T) ground-truth relevance of the sampled positions, or None when the dataset has no relevance masks."
+def relevance_at(d: Path, videos, stream: str, flow_length: int = 1, frames: np.ndarray | None = None) -> np.ndarray | None:
+    """(N,T) ground-truth relevance of the sampled positions (`frames`, (N,T) first frame of each position; default: the
+    positions the cached features were taken at), or None when the dataset has no relevance masks."""
     ann = d / 'raw' / 'annotations.csv'
     if not ann.exists(): return None
     rel = pd.read_csv(ann, usecols=['video', 'frame', 'relevant']).set_index(['video', 'frame'])['relevant']
     off = flow_length // 2 if stream == 'temporal' else 0
     out = []
-    for v in videos:
-        r = rel.loc[v].values; idx = np.load(d / 'features' / stream / f'{v}.npz')['frames']
+    for i, v in enumerate(videos):
+        r = rel.loc[v].values; idx = frames[i] if frames is not None else np.load(d / 'features' / stream / f'{v}.npz')['frames']
         out.append(r[np.minimum(idx + off, len(r) - 1)])
     return np.stack(out).astype(bool)
 
+def relevance_of(d: Path, z, stream: str, flow_length: int = 1) -> np.ndarray | None:
+    "Ground-truth relevance (N,T) of the positions of a `scores.npz` `z` (its `frames`, from either mode; else the cached features'), or None."
+    if 'frames' in z: return relevance_at(d, np.asarray(z['videos']).astype(str), stream, int(z['flow_length']), np.asarray(z['frames']))
+    return relevance_at(d, np.asarray(z['videos']).astype(str), stream, flow_length)
+
 # %% ../nbs/09_evaluate.ipynb #280e3ba5
-def snippet_starts(T: int, length: int, k: int) -> list[int]:
-    "Starts of `k` equally spaced snippets of `length` positions in `T` (one snippet of everything if it does not fit)."
-    if not length or length >= T: return [0]
-    return sorted(set(np.round(np.linspace(0, T - length, k)).astype(int).tolist()))
+def _extras(net) -> tuple: return getattr(getattr(net, 'temporal', net), 'extras', ())
 
 @torch.no_grad()
-def predict(net, x, inputs: str, bs: int = 64, snippet: int | None = None, test_snippets: int = 1,
-            segments: int | None = None) -> dict:
-    """Logits and per-step extras of `net` on all of `x` (a tuple of tensors), in batches. With `snippet`, the video
-    score is the mean over `test_snippets` equally spaced snippets of the snippet probabilities (logits = its log),
-    and each per-step extra is the mean over the snippets covering that position. With `segments`, the model reads
-    the centre position of each of that many equal segments (TSN testing); per-step extras are placed back at those
-    positions (zero elsewhere)."""
-    T = x[0].shape[1]
-    if segments and segments < T:
-        pos = segment_positions(T, segments)[0].numpy()
-        o = predict(net, tuple(t[:, pos] for t in x), inputs, bs, snippet, test_snippets)
-        for k, v in o.items():
-            if k != 'logits' and v.ndim >= 2 and v.shape[1] == segments:
-                full = np.zeros((len(v), T, *v.shape[2:]), v.dtype); full[:, pos] = v; o[k] = full
-        return o
-    starts = snippet_starts(T, snippet, test_snippets)
-    if len(starts) == 1 and starts[0] == 0 and (not snippet or snippet >= T): return _predict(net, x, inputs, bs)
-    runs = [_predict(net, tuple(t[:, s0:s0 + snippet] for t in x), inputs, bs) for s0 in starts]
-    prob = np.mean([_softmax(r['logits']) for r in runs], 0)
-    out = {'logits': np.log(np.clip(prob, 1e-12, None))}
-    for k in runs[0]:
-        if k == 'logits' or runs[0][k].ndim < 2 or runs[0][k].shape[1] != snippet: continue
-        acc = np.zeros((len(prob), T, *runs[0][k].shape[2:]), np.float32); cnt = np.zeros(T, np.float32)
-        for s0, r in zip(starts, runs): acc[:, s0:s0 + snippet] += r[k]; cnt[s0:s0 + snippet] += 1
-        out[k] = acc / cnt.clip(1).reshape(1, T, *([1] * (acc.ndim - 2)))
-    return out
-
-@torch.no_grad()
-def _predict(net, x, inputs: str, bs: int = 64) -> dict:
-    dev = device(); net.to(dev).eval(); outs = []
-    n = len(x[0])
-    for i in range(0, n, bs):
-        b = torch.arange(i, min(i + bs, n)); xb = _inputs(x, b, inputs)
-        xb = _to(xb, dev)
-        T = x[0].shape[1]
-        o = net(xb, _mask(len(b), T).to(dev))
-        outs.append({k: o[k].float().cpu() for k in ('logits', *net.extras) if k in o})
+def predict(net, source) -> dict:
+    """Logits and per-step outputs of `net` on every video of a data `source` (see above): a video's probability is the
+    mean of its views' probabilities (logits = its log; one view: the model's logits), a per-step output the mean
+    over the views covering each position (zero where none does)."""
+    dev = device(); net.to(dev).eval(); keys, outs = ('logits', *_extras(net)), []
+    for views in source.test_batches():
+        runs = []
+        for x, mask, pos in views:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == 'cuda'):
+                o = net(_to(x, dev), mask.to(dev))
+            runs.append(({k: o[k].float().cpu() for k in keys if k in o}, pos))
+        T = getattr(source, 'T', None) or max(int(p.max()) + 1 for _, p in runs)
+        lg = [r['logits'] for r, _ in runs]
+        o = {'logits': lg[0] if len(lg) == 1 else torch.stack(lg).softmax(-1).mean(0).clamp_min(1e-12).log()}
+        for k, v0 in runs[0][0].items():
+            if k == 'logits' or v0.ndim < 2 or v0.shape[1] != len(runs[0][1]): continue       # not a per-step output
+            acc, cnt = torch.zeros(len(v0), T, *v0.shape[2:]), torch.zeros(T)
+            for r, p in runs: acc[:, p] += r[k]; cnt[p] += 1
+            o[k] = acc / cnt.clamp_min(1).reshape(1, T, *([1] * (acc.ndim - 2)))
+        outs.append(o)
     return {k: torch.cat([o[k] for o in outs]).numpy() for k in outs[0]}
 
 def _softmax(logits: np.ndarray) -> np.ndarray: return torch.from_numpy(logits).softmax(-1).numpy()
@@ -120,29 +107,27 @@ def write_class_report(out: Path, prob: np.ndarray, labels: np.ndarray, classes,
     plot_confusion(confusion_matrix(labels, prob.argmax(-1), len(classes)), classes, out / 'confusion.png', title)
 
 def evaluate(model: str, stream: str, params: dict | None = None, root=None) -> dict:
-    "Stage `evaluate`: test-split scores (`scores.npz`) and metrics (`metrics.json`) of a trained model."
+    "Stage `evaluate`: test-split scores (`scores.npz`) and metrics (`metrics.json`) of a trained model, whichever mode trained it."
     params = params or load_params(); out = result_dir(params['dataset'], params['split'], model, stream, root)
-    net, ck = load_trained(out / 'model.pt')
-    val = ck.get('val_videos') or None
-    data = load_split(params, stream, ck['inputs'], root, val_videos=val, parts=('test',)); te = data['test']
-    rc = ck.get('recipe') or {}
-    snip = dict(snippet=rc.get('snippet'), test_snippets=rc.get('test_snippets') or 1, segments=rc.get('segments'))
-    o = predict(net, te['x'], ck['inputs'], **snip)
-    prob = _softmax(o['logits']); y = te['y'].numpy()
-    m = accuracy_metrics(prob, y) | {'n_missing': te['missing']}
+    net, ck = load_trained(out / 'model.pt', device()); mode = ck.get('mode', 'features')
+    src = MODES[mode]['sources'](params, ck, stream, root); te = src['test']
+    o = predict(net, te)
+    prob = _softmax(o['logits']); y = te.y.numpy()
+    m = accuracy_metrics(prob, y) | {'n_missing': te.missing}
     if 'step_logits' in o: m['top1_single_frame'] = float((o['step_logits'].argmax(-1) == y[:, None]).mean())
+    L = (ck.get('data') or {}).get('flow_length') or params['features'].get('flow_length', 1)
+    pos = {'frames': te.frames, 'flow_length': L} if getattr(te, 'frames', None) is not None else {}
     if 's' in o:
-        from memrec.data import data_dir
-        rel = relevance_at(data_dir(params['dataset'], root), te['videos'], stream, params['features'].get('flow_length', 1))
+        rel = relevance_at(data_dir(params['dataset'], root), te.videos, stream, L, pos.get('frames'))
         m |= write_metrics(o['s'] > 0.5, rel) if rel is not None else {'write_rate': float((o['s'] > 0.5).mean())}
     extra = {}
-    if val and len(data['val']['y']):
-        va = data['val']; vp = _softmax(predict(net, va['x'], ck['inputs'], **snip)['logits'])
-        extra = {'val_videos': np.array(va['videos']), 'val_labels': va['y'].numpy(), 'val_prob': vp}
+    if 'val' in src:
+        va = src['val']; vp = _softmax(predict(net, va)['logits'])
+        extra = {'val_videos': np.array(va.videos), 'val_labels': va.y.numpy(), 'val_prob': vp}
         m['val_top1'] = float((vp.argmax(-1) == extra['val_labels']).mean())
     with atomic_path(out / 'scores.npz') as tmp:
-        with open(tmp, 'wb') as f: np.savez(f, videos=np.array(te['videos']), labels=y, prob=prob, classes=np.array(ck['classes']), **o, **extra)
-    write_class_report(out, prob, y, ck['classes'], f'{model} / {stream} ({params["dataset"]}, split {params["split"]})')
+        with open(tmp, 'wb') as f: np.savez(f, videos=np.array(te.videos), labels=y, prob=prob, classes=np.array(ck['classes']), **o, **pos, **extra)
+    write_class_report(out, prob, y, ck['classes'], f'{model} / {stream} ({params["dataset"]}, split {params["split"]}, {mode})')
     atomic_write_json(out / 'metrics.json', m)
     print(f'evaluate {model}/{stream}: ' + ', '.join(f'{k}={v:.3f}' if isinstance(v, float) else f'{k}={v}' for k, v in m.items()))
     return m

@@ -7,46 +7,37 @@ from __future__ import annotations
 import copy, inspect, os, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn
-from .core import atomic_path, load_params, set_seed, device as default_device
+from .core import config_hash, set_seed, device as default_device
 from .data import data_dir
 from .sampling import take_clips, tsn_test_starts, tsn_train_starts
-from .augment import SCALES, augment_clip, average_scores, test_crops
+from .augment import SCALES, augment_clip, test_crops
 from .backbones import BACKBONES, STREAMS, Backbone
 from .models.base import build_model, import_all_models
-from .train import OPTIMIZERS, model_arch, model_config, result_dir
+from .train import MODES, per_stream
 
 # %% auto #0
-__all__ = ['FINETUNE_DEFAULTS', 'AUGMENT_DEFAULTS', 'per_stream', 'finetune_config', 'video_dir', 'count_frames', 'read_frames',
-           'FrameClips', 'EpochSampler', 'make_loader', 'EndToEnd', 'build_backbone', 'backbone_out_dim',
-           'build_end_to_end', 'param_groups', 'milestones', 'train_step', 'fit_frames', 'finetune', 'load_finetuned',
-           'predict', 'evaluate_finetuned']
+__all__ = ['FINETUNE_DEFAULTS', 'AUGMENT_DEFAULTS', 'BN_MODES', 'finetune_config', 'video_dir', 'count_frames', 'read_frames',
+           'FrameClips', 'EndToEnd', 'build_backbone', 'backbone_out_dim', 'build_end_to_end', 'param_groups',
+           'FrameSource']
 
 # %% ../nbs/08a_finetune.ipynb #4f04794b
 FINETUNE_DEFAULTS = dict(
     backbone='efficientnet_lite0', weights=None, image_size=112, test_scale=None,
-    segments=8, flow_length=5, sampling='tsn', keep_tail=True,
-    optimizer='sgd', lr={'spatial': 0.001, 'temporal': 0.005}, momentum=0.9, weight_decay=0.0005,
-    batch_size=64, accum=1, iters={'spatial': 18000, 'temporal': 80000},
-    lr_steps={'spatial': [6000, 12000], 'temporal': [48000, 72000]}, clip_grad=20,
-    partial_bn=True, lr_mult={'first_conv': {'spatial': 1, 'temporal': 5}, 'first_bias': {'spatial': 2, 'temporal': 10}, 'bias': 2},
-    amp=True, channels_last=True, compile=False, workers=4, log_every=20,
-    test_crops=10, test_groups=1, models={})
+    segments=8, flow_length=5, sampling='tsn', keep_tail=True, bn='partial',
+    lr_mult={'first_conv': {'spatial': 1, 'temporal': 5}, 'first_bias': {'spatial': 2, 'temporal': 10}, 'bias': 2},
+    channels_last=True, compile=False, workers=4, test_crops=10, test_groups=1, test_batch=4)
 
 AUGMENT_DEFAULTS = dict(scales=dict(SCALES), max_distort=1, fixed_crops=13, flip=True)
 
-def per_stream(v, stream: str):
-    "Resolve `{spatial: a, temporal: b}` values (at any depth) to the one of `stream`."
-    if isinstance(v, dict):
-        if v and set(v) <= set(STREAMS): return per_stream(v[stream], stream)
-        return {k: per_stream(x, stream) for k, x in v.items()}
-    return v
-
-def finetune_config(params: dict, model: str, stream: str) -> tuple[dict, dict]:
-    "(fine-tuning recipe, augmentation) for `model` on `stream`: defaults, updated by `finetune`, `finetune.models.<model>`, `augment`."
-    ft = copy.deepcopy(FINETUNE_DEFAULTS); ft.update(copy.deepcopy(params.get('finetune') or {}))
-    ft.update(copy.deepcopy((ft.pop('models') or {}).get(model) or {}))
+def finetune_config(params: dict, stream: str, recipe: dict | None = None) -> tuple[dict, dict]:
+    """(clip and network settings, augmentation) on `stream`: defaults updated by the `finetune` and `augment` sections;
+    a `recipe` with `snippet` or `segments` sets the clip sampling (see above)."""
+    ft = copy.deepcopy(FINETUNE_DEFAULTS); ft.update({k: v for k, v in copy.deepcopy(params.get('finetune') or {}).items() if k != 'train'})
     aug = copy.deepcopy(AUGMENT_DEFAULTS); aug.update(copy.deepcopy(params.get('augment') or {}))
-    return per_stream(ft, stream), per_stream(aug, stream)
+    ft = per_stream(ft, stream); r = recipe or {}
+    if r.get('snippet'): ft.update(sampling='dense', segments=r['snippet'], test_groups=r.get('test_snippets') or 1)
+    elif r.get('segments'): ft['segments'] = r['segments']
+    return ft, per_stream(aug, stream)
 
 # %% ../nbs/08a_finetune.ipynb #cff2f523
 def video_dir(d: Path, video: str, stream: str) -> Path:
@@ -118,33 +109,19 @@ class FrameClips(torch.utils.data.Dataset):
                              'raise frames.short_side or set finetune.test_scale')
         return test_crops(x, self.size, self.n_crops, flow).transpose(0, 1), int(self.labels[i])
 
-class EpochSampler(torch.utils.data.Sampler):
-    "Endless `(index, epoch)` keys over `n` items: a permutation seeded by `(seed, epoch)` per epoch."
-    def __init__(self, n: int, seed: int = 0, start_epoch: int = 0): self.n, self.seed, self.start_epoch = n, seed, start_epoch
-    def __iter__(self):
-        epoch = self.start_epoch
-        while True:
-            for i in np.random.default_rng([self.seed, epoch]).permutation(self.n): yield int(i), epoch
-            epoch += 1
-
-# %% ../nbs/08a_finetune.ipynb #c6d708a6
-def make_loader(ds: FrameClips, batch_size: int, workers: int = 0, seed: int = 0, pin: bool = False, start_epoch: int = 0):
-    "Endless shuffled loader for training (`ds.train`), or one ordered pass for testing."
-    kw = dict(batch_size=batch_size, num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)
-    if workers > 0: kw['prefetch_factor'] = 4
-    if ds.train: return torch.utils.data.DataLoader(ds, sampler=EpochSampler(len(ds), seed, start_epoch), **kw)
-    return torch.utils.data.DataLoader(ds, shuffle=False, **kw)
 
 # %% ../nbs/08a_finetune.ipynb #37ce1085
 def _bn_layers(m: nn.Module) -> list[nn.Module]:
     return [x for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)]
+
+BN_MODES = ('partial', 'frozen', 'train')
 
 def _first_conv(m: nn.Module) -> nn.Conv2d:
     return next(x for x in m.modules() if isinstance(x, nn.Conv2d))
 
 class EndToEnd(nn.Module):
     "Backbone + temporal model on uint8 clips (B, T, C, H, W): `forward(x, mask=None)` returns the temporal model's output dict."
-    def __init__(self, backbone: Backbone, temporal: nn.Module, stream: str, partial_bn: bool = True):
+    def __init__(self, backbone: Backbone, temporal: nn.Module, stream: str, bn: str = 'partial', lr_mult: dict | None = None):
         super().__init__()
         if temporal.inputs not in ('vec', 'map'):
             raise ValueError(f"end-to-end fine-tuning needs a one-stream model (inputs 'vec' or 'map'), not {temporal.inputs!r}")
@@ -155,8 +132,9 @@ class EndToEnd(nn.Module):
         std = backbone.std if stream == 'spatial' else (float(np.mean(backbone.std)),) * C
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).reshape(-1, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).reshape(-1, 1, 1), persistent=False)
-        self.partial_bn, bns = partial_bn, _bn_layers(self.backbone)
-        self.frozen_bn = bns[1:] if partial_bn else []
+        if bn not in BN_MODES: raise ValueError(f'finetune.bn must be one of {", ".join(BN_MODES)}, got {bn!r}')
+        self.bn, self.lr_mult, bns = bn, dict(lr_mult or {}), _bn_layers(self.backbone)
+        self.frozen_bn = {'partial': bns[1:], 'frozen': bns, 'train': []}[bn]
         for m in self.frozen_bn:
             for p in m.parameters(recurse=False): p.requires_grad_(False)
         self.channels_last, self._compiled = False, None
@@ -187,6 +165,10 @@ class EndToEnd(nn.Module):
 
     def loss(self, out: dict, y: torch.Tensor) -> torch.Tensor: return self.temporal.loss(out, y)
 
+    def param_groups(self, recipe: dict) -> list[dict]:
+        "Optimiser groups for `train.fit`: the recipe's lr and weight decay with this network's first-layer multipliers."
+        return param_groups(self, recipe['lr'], recipe.get('weight_decay', 0), **self.lr_mult)
+
 # %% ../nbs/08a_finetune.ipynb #e0ea7685
 def build_backbone(name: str, in_chans: int = 3, weights: str | None = None, pretrained: bool = True) -> Backbone:
     "A registered backbone; `pretrained=False` skips ImageNet weights where the factory allows it (speed tests, reloading)."
@@ -203,7 +185,7 @@ def backbone_out_dim(bb: Backbone, in_chans: int, size: int, inputs: str):
     return v.shape[1] if inputs == 'vec' else tuple(f.shape[1:])
 
 def build_end_to_end(arch: str, kw: dict, n_classes: int, stream: str, backbone: str, size: int, flow_length: int = 5,
-                     weights: str | None = None, partial_bn: bool = True, pretrained: bool = True) -> EndToEnd:
+                     weights: str | None = None, bn: str = 'partial', pretrained: bool = True, lr_mult: dict | None = None) -> EndToEnd:
     "Backbone `backbone` (cross-modality for flow) + registered temporal model `arch` with kwargs `kw`."
     in_chans = 3 if stream == 'spatial' else 2 * flow_length
     bb = build_backbone(backbone, in_chans, weights, pretrained)
@@ -211,7 +193,7 @@ def build_end_to_end(arch: str, kw: dict, n_classes: int, stream: str, backbone:
     if inputs not in ('vec', 'map'):
         raise ValueError(f"model {arch!r} consumes {inputs!r}; end-to-end fine-tuning supports one-stream models ('vec' or 'map')")
     net = build_model(arch, backbone_out_dim(bb, in_chans, size, inputs), n_classes, **kw)
-    return EndToEnd(bb, net, stream, partial_bn)
+    return EndToEnd(bb, net, stream, bn, lr_mult)
 
 # %% ../nbs/08a_finetune.ipynb #9bb46a6d
 def param_groups(net: EndToEnd, lr: float, weight_decay: float = 0., first_conv: float = 1., first_bias: float = 1.,
@@ -232,124 +214,96 @@ def param_groups(net: EndToEnd, lr: float, weight_decay: float = 0., first_conv:
             for g, ps in groups.items() if ps]
 
 # %% ../nbs/08a_finetune.ipynb #683b7f36
-def milestones(lr_steps, iters: int) -> list[int]:
-    "Iteration numbers of the lr drops: entries < 1 are fractions of `iters`, others iteration numbers."
-    return [int(s * iters) if s < 1 else int(s) for s in (lr_steps or [])]
+class FrameSource:
+    "Frames or flow stacks of videos (a `FrameClips`) as a data source for `train.fit` (training) and `evaluate.predict` (test)."
+    def __init__(self, ds: FrameClips, workers: int = 0, pin: bool = False, test_batch: int = 4):
+        self.ds, self.workers, self.pin, self.test_batch = ds, workers, pin, test_batch
+        self.videos, self.y = list(ds.videos), torch.tensor(np.asarray(ds.labels))
 
-def train_step(net: EndToEnd, opt, batches, dev, amp: bool = False, clip_grad: float | None = None) -> tuple[float, int, int]:
-    "One optimiser step over `batches` (a list of (x, y), gradients accumulated); returns (summed loss × count, #correct, #clips)."
-    opt.zero_grad(set_to_none=True); tot, correct, n = 0., 0, 0
-    for x, y in batches:
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(x); loss = net.loss(out, y)
-        (loss / len(batches)).backward()
-        tot += loss.item() * len(y); correct += (out['logits'].argmax(-1) == y).sum().item(); n += len(y)
-    if clip_grad: torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g['params']], clip_grad)
-    opt.step()
-    return tot, correct, n
+    def __len__(self): return len(self.ds)
 
-def fit_frames(net: EndToEnd, loader, opt, iters: int, lr_steps=(), dev=None, amp: bool = False, clip_grad=None,
-               accum: int = 1, log_every: int = 20, log=None) -> pd.DataFrame:
-    "Train `net` for `iters` optimiser steps on an endless `loader`; returns a log row every `log_every` steps."
-    dev = dev or default_device()
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(lr_steps, iters), gamma=0.1)
-    it, rows, acc = iter(loader), [], [0., 0, 0]; t0 = time.perf_counter()
-    net.train()
-    for step in range(1, iters + 1):
-        r = train_step(net, opt, [next(it) for _ in range(accum)], dev, amp, clip_grad); sched.step()
-        acc = [a + b for a, b in zip(acc, r)]
-        if step % log_every == 0 or step == iters:
-            dt = time.perf_counter() - t0
-            rows.append({'iter': step, 'loss': acc[0] / acc[2], 'train_top1': acc[1] / acc[2],
-                         'lr': opt.param_groups[0]['lr'] / opt.param_groups[0].get('lr_mult', 1), 'clips_per_s': acc[2] / dt})
-            if log: log(f"  iter {step}/{iters}: loss {rows[-1]['loss']:.3f} top1 {rows[-1]['train_top1']:.2f} "
-                        f"lr {rows[-1]['lr']:.2e} {rows[-1]['clips_per_s']:.1f} clips/s")
-            acc = [0., 0, 0]; t0 = time.perf_counter()
-    return pd.DataFrame(rows)
+    def fingerprint(self) -> dict:
+        d = self.ds
+        return {'videos': config_hash(self.videos), 'y': config_hash(self.y.tolist()), 'n_frames': config_hash(d.n.tolist()),
+                'clips': config_hash([d.stream, d.T, d.L, d.sampling, d.size, d.keep_tail, d.aug, d.seed])}
+
+    def _loader(self, **kw):
+        # its own generator: a loader otherwise draws its base seed from the global RNG, whose state (dropout) a
+        # resumed run restores; the clips' randomness is keyed by (seed, epoch, video), not by this seed
+        extra = dict(prefetch_factor=4) if self.workers else {}
+        return torch.utils.data.DataLoader(self.ds, num_workers=self.workers, pin_memory=self.pin, generator=torch.Generator().manual_seed(0),
+                                           **extra, **kw)
+
+    def batches(self, plan, seed: int = 0):
+        "Training batches `(x, mask, y)` for the steps of `plan`; clip randomness is keyed by `(FrameClips seed, epoch, video)`."
+        for x, y in self._loader(batch_sampler=([(int(i), e) for i in b] for _, e, b, _ in plan)):
+            yield x, torch.ones(x.shape[:2], dtype=torch.bool), y
+
+    def test_batches(self, bs: int | None = None):
+        "Per batch of videos, its views `(x, mask, positions)`: every temporal group × crop, each over all T positions."
+        for x, _ in self._loader(batch_size=bs or self.test_batch, shuffle=False):     # (B, G, n, T, C, S, S)
+            B, G, n, T = x.shape[:4]; mask, pos = torch.ones(B, T, dtype=torch.bool), torch.arange(T)
+            yield [(x[:, g, c], mask, pos) for g in range(G) for c in range(n)]
+
+    @property
+    def frames(self) -> np.ndarray:
+        "(N, T) first frame index of each position of each video (first test group): where the ground truth is read."
+        return np.stack([self.ds.indices(i, None)[0, :, 0] for i in range(len(self.ds))])
 
 # %% ../nbs/08a_finetune.ipynb #a3318521
-def _videos(params: dict, part: str, stream: str, root=None) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
+def _videos(params: dict, part: str, stream: str, root=None, only=None) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
+    "(dataset folder, index, rows of `part` of the split that have frames/flow), `part` in train/test/val (`only`: these videos)."
     d = data_dir(params['dataset'], root); idx = pd.read_csv(d / 'index.csv')
-    rows = idx[idx[f'split{params["split"]}'] == part]
-    have = np.array([count_frames(video_dir(d, v, stream), stream) > 0 for v in rows.video])
+    role = idx[f'split{params["split"]}']
+    rows = idx[role == ('train' if part == 'val' else part)]
+    if only is not None: rows = rows[rows.video.isin(set(only))]
+    have = np.array([count_frames(video_dir(d, v, stream), stream) > 0 for v in rows.video], bool)
     if not have.all(): warnings.warn(f'{stream}: {int((~have).sum())} {part} videos without frames/flow are left out')
     return d, idx, rows[have]
 
-def finetune(model: str, stream: str, params: dict | None = None, root=None, log=print) -> Path:
-    "Stage `finetune`: train backbone + `model` end to end on `stream` frames; writes `model.pt` and `train_log.csv`."
-    params = params or load_params()
-    kw, _ = model_config(params, model, stream); arch = model_arch(params, model)
-    ft, aug = finetune_config(params, model, stream)
-    d, idx, rows = _videos(params, 'train', stream, root)
+def _clips(params, stream, rows, d, train: bool, ft: dict, aug=None) -> FrameClips:
+    return FrameClips(d, rows.video, rows.label, stream, train, ft['segments'], ft['flow_length'], ft['sampling'], ft['image_size'],
+                      ft.get('keep_tail', True), aug, test_crops=ft['test_crops'], test_groups=ft['test_groups'],
+                      test_scale=ft['test_scale'], seed=params['seed'])
+
+def _finetune_setup(c: dict):
+    params, stream, recipe = c['params'], c['stream'], c['recipe']
+    ft, aug = finetune_config(params, stream, recipe)
+    d, idx, rows = _videos(params, 'train', stream, c['root'])
+    if c['val']: rows = rows[~rows.video.isin(set(c['val']))]
     n_classes = int(idx.label.max()) + 1; classes = idx.drop_duplicates('label').sort_values('label')['class'].tolist()
-    dev = default_device(); cuda = dev.type == 'cuda'; seed = params['seed']
-    set_seed(seed)
-    net = build_end_to_end(arch, kw, n_classes, stream, ft['backbone'], ft['image_size'], ft['flow_length'], ft.get('weights'), ft['partial_bn'])
-    in_dim = net.temporal.in_dim
-    net.to(dev)
+    dev = default_device(); cuda = dev.type == 'cuda'
+    set_seed(params['seed'])
+    net = build_end_to_end(c['arch'], c['kw'], n_classes, stream, ft['backbone'], ft['image_size'], ft['flow_length'], ft.get('weights'),
+                           ft['bn'], lr_mult=ft['lr_mult'])
     if cuda:
         torch.backends.cudnn.benchmark = True
         if ft['channels_last']: net.backbone.to(memory_format=torch.channels_last); net.channels_last = True
     if ft['compile']: net.compile_backbone(ft['compile'] if isinstance(ft['compile'], str) else 'inductor')
-    m = ft['lr_mult']
-    opt = OPTIMIZERS[ft['optimizer']](param_groups(net, ft['lr'], ft['weight_decay'], m['first_conv'], m['first_bias'], m['bias']), ft)
-    ds = FrameClips(d, rows.video, rows.label, stream, True, ft['segments'], ft['flow_length'], ft['sampling'], ft['image_size'],
-                    ft['keep_tail'], aug, seed=seed)
-    loader = make_loader(ds, ft['batch_size'], ft['workers'], seed, pin=cuda)
-    log(f'finetune {model}/{stream}: {len(ds)} videos, {ft["backbone"]} at {ft["image_size"]} px, T={ft["segments"]}, '
-        f'{ft["iters"]} iterations of {ft["batch_size"]}x{ft["accum"]} clips on {dev}')
-    t0 = time.time()
-    tlog = fit_frames(net, loader, opt, ft['iters'], ft['lr_steps'], dev, bool(ft['amp']) and cuda, ft['clip_grad'],
-                      ft['accum'], ft['log_every'], log)
-    out = result_dir(params['dataset'], params['split'], model, stream, root); out.mkdir(parents=True, exist_ok=True)
-    data = {k: ft[k] for k in ('image_size', 'segments', 'flow_length', 'sampling', 'test_crops', 'test_groups', 'test_scale')}
-    cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}
-    with atomic_path(out / 'model.pt') as tmp:
-        torch.save({'model': arch, 'name': model, 'kwargs': kw, 'in_dim': in_dim, 'n_classes': n_classes, 'classes': classes,
-                    'inputs': net.inputs, 'state_dict': cpu(net.temporal.state_dict()), 'mode': 'finetune', 'stream': stream,
-                    'backbone': ft['backbone'], 'backbone_state_dict': cpu(net.backbone.state_dict()),
-                    'in_chans': net.first_conv.in_channels, 'partial_bn': ft['partial_bn'], 'data': data, 'recipe': ft}, tmp)
-    with atomic_path(out / 'train_log.csv') as tmp: tlog.to_csv(tmp, index=False)
-    log(f'finetune {model}/{stream}: {ft["iters"]} iterations in {time.time() - t0:.1f}s, final loss {tlog.loss.iloc[-1]:.3f}')
-    return out
+    data = {k: ft[k] for k in ('image_size', 'segments', 'flow_length', 'sampling', 'test_crops', 'test_groups', 'test_scale', 'keep_tail')}
+    info = {'in_dim': net.temporal.in_dim, 'n_classes': n_classes, 'classes': classes, 'inputs': net.inputs, 'backbone': ft['backbone'],
+            'in_chans': net.first_conv.in_channels, 'bn': ft['bn'], 'lr_mult': ft['lr_mult'], 'data': data, 'test_batch': ft['test_batch'],
+            'n_missing': int(len(idx[idx[f'split{params["split"]}'] == 'train']) - len(rows) - len(c['val'] or []))}
+    return FrameSource(_clips(params, stream, rows, d, True, ft, aug), ft['workers'], pin=cuda), net, info
 
-# %% ../nbs/08a_finetune.ipynb #7aaa9431
-def load_finetuned(path: str | Path, device='cpu') -> tuple[EndToEnd, dict]:
-    "Rebuild a fine-tuned network from its `model.pt` (no ImageNet weights needed); returns (net in eval mode, checkpoint)."
-    ck = torch.load(Path(path), map_location='cpu', weights_only=False)
-    if ck.get('mode') != 'finetune': raise ValueError(f'{path} is not a fine-tuned checkpoint (use train.load_trained)')
+def _finetune_state(net: EndToEnd) -> dict:
+    return {'backbone_state_dict': {k: v.detach().cpu() for k, v in net.backbone.state_dict().items()}}
+
+def _finetune_load(ck: dict) -> EndToEnd:
     dt = ck['data']; L = ck['in_chans'] // 2 if ck['stream'] == 'temporal' else dt['flow_length']
     net = build_end_to_end(ck['model'], ck['kwargs'], ck['n_classes'], ck['stream'], ck['backbone'], dt['image_size'], L,
-                           partial_bn=ck['partial_bn'], pretrained=False)
+                           bn=ck['bn'], pretrained=False, lr_mult=ck.get('lr_mult'))
     net.backbone.load_state_dict(ck['backbone_state_dict']); net.temporal.load_state_dict(ck['state_dict'])
-    return net.to(device).eval(), ck
+    return net
 
-def predict(net: EndToEnd, ds: FrameClips, batch_size: int = 1, workers: int = 0, device=None, amp: bool = False,
-            chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    "(scores (V, K), labels (V,)) of the videos of a test `ds`: raw scores averaged over crops, then over groups."
-    dev = torch.device(device) if device else default_device(); net.eval(); S, Y = [], []
-    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-        for x, y in make_loader(ds, batch_size, workers):
-            B, G, C = x.shape[:3]; views = x.flatten(0, 2)                          # (B·G·C, T, c, S, S)
-            logits = torch.cat([net(v.to(dev))['logits'].float() for v in views.split(chunk)])
-            S.append(average_scores(logits.reshape(B, G, C, -1)).cpu()); Y.append(y)
-    return torch.cat(S).numpy(), torch.cat(Y).numpy()
+def _finetune_sources(params: dict, ck: dict, stream: str, root=None) -> dict:
+    ft = {**ck['data'], 'keep_tail': ck['data'].get('keep_tail', True)}; out = {}
+    for part, only in (('test', None), ('val', ck.get('val_videos') or None)):
+        if part == 'val' and not only: continue
+        d, idx, rows = _videos(params, part, stream, root, only)
+        src = FrameSource(_clips(params, stream, rows, d, False, ft), 0, test_batch=ck.get('test_batch', 4))
+        src.missing = 0 if only else int((idx[f'split{params["split"]}'] == part).sum() - len(rows))
+        out[part] = src
+    return out
 
-# %% ../nbs/08a_finetune.ipynb #af24fc99
-def evaluate_finetuned(model: str, stream: str, params: dict | None = None, root=None) -> dict:
-    "Test-split scores and metrics of a fine-tuned `model` on `stream` (same files as `evaluate.evaluate`)."
-    from memrec.evaluate import accuracy_metrics
-    from memrec.core import atomic_write_json
-    params = params or load_params(); out = result_dir(params['dataset'], params['split'], model, stream, root)
-    net, ck = load_finetuned(out / 'model.pt', default_device()); dt = ck['data']
-    d, idx, rows = _videos(params, 'test', stream, root)
-    ds = FrameClips(d, rows.video, rows.label, stream, False, dt['segments'], dt['flow_length'], dt['sampling'], dt['image_size'],
-                    test_crops=dt['test_crops'], test_groups=dt['test_groups'], test_scale=dt['test_scale'], seed=params['seed'])
-    logits, y = predict(net, ds, amp=default_device().type == 'cuda')
-    prob = torch.from_numpy(logits).softmax(-1).numpy()
-    m = accuracy_metrics(prob, y) | {'mode': 'finetune', 'test_crops': dt['test_crops']}
-    with atomic_path(out / 'scores.npz') as tmp:
-        with open(tmp, 'wb') as f: np.savez(f, videos=np.array(rows.video), labels=y, prob=prob, logits=logits, classes=np.array(ck['classes']))
-    atomic_write_json(out / 'metrics.json', m)
-    return m
+MODES['finetune'] = {'setup': _finetune_setup, 'state': _finetune_state, 'load': _finetune_load, 'sources': _finetune_sources}

@@ -1,4 +1,5 @@
-"""Training robustness on a tiny problem (fake cached features, a small LSTM), in scratch folders.
+"""Training robustness on a tiny problem, in scratch folders, in both training modes (`train.mode`): fake cached
+features for `features`, fake frames (EfficientNet-Lite0 fine-tuned end to end at 32 px) for `finetune`.
 
 * Resume: a `memrec`-style training process killed with SIGKILL three times (at different steps, after checkpoints
   were written) and restarted each time ends with exactly the weights, log and metrics of an uninterrupted run.
@@ -8,7 +9,7 @@
 Each run is a separate `python` / `torchrun` process reading the scratch folder's params.yaml, as `dvc repro` runs it."""
 import json, os, signal, subprocess, sys
 from pathlib import Path
-import numpy as np, pandas as pd, pytest, torch, yaml
+import cv2, numpy as np, pandas as pd, pytest, torch, yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH, EPOCHS, EVERY = 3, 16, 4      # 18 training videos (27 minus 9 held out for validation), batch 7
@@ -24,10 +25,16 @@ def env():
     return {**os.environ, 'MEMREC_QUIET': '1', 'OMP_NUM_THREADS': '1',
             'PYTHONPATH': os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')])}
 
-def make_repo(d: Path) -> Path:
-    "params.yaml, index.csv and cached features of 3 classes x 4 groups x 3 clips (T=4, D=8); split 1 tests group 1."
+# fine-tuning: every BN layer frozen (batch statistics would differ between 1 and 2 processes), a short SGD run
+FINETUNE = {'image_size': 32, 'segments': 2, 'workers': 0, 'test_crops': 1, 'bn': 'frozen',
+            'train': {'lr': 0.004, 'batch_size': 7, 'max_iters': None, 'milestones': [], 'lr_steps': [0.6], 'weight_decay': 0.0005}}
+
+def make_repo(d: Path, mode: str = 'features') -> Path:
+    """params.yaml, index.csv and, per video of 3 classes x 4 groups x 3 clips (split 1 tests group 1), cached features
+    (T=4, D=8) or, for fine-tuning, 6 frames of 40x40 px whose colour carries the class."""
     (d / 'data/synth/features/spatial').mkdir(parents=True)
-    (d / 'params.yaml').write_text(yaml.safe_dump(PARAMS))
+    p = {**PARAMS, 'train': {**PARAMS['train'], 'mode': mode}, 'finetune': FINETUNE}
+    (d / 'params.yaml').write_text(yaml.safe_dump(p))
     rng = np.random.default_rng(0); centres = rng.normal(size=(3, 8)); rows = []
     for c in range(3):
         for g in range(1, 5):
@@ -35,6 +42,11 @@ def make_repo(d: Path) -> Path:
                 v = f'v_C{c}_g{g:02d}_c{k:02d}'
                 vec = (centres[c] + 2.5 * rng.normal(size=(4, 8))).astype(np.float32)
                 np.savez(d / f'data/synth/features/spatial/{v}.npz', vec=vec, frames=np.arange(4))
+                if mode == 'finetune':
+                    (d / f'data/synth/frames/{v}').mkdir(parents=True)
+                    for f in range(6):
+                        im = np.clip(rng.normal(60 + 70 * np.eye(3)[c] * 2, 40, (40, 40, 3)), 0, 255).astype(np.uint8)
+                        cv2.imwrite(str(d / f'data/synth/frames/{v}/img_{f + 1:05d}.jpg'), im)
                 rows.append({'video': v, 'path': f'C{c}/{v}.avi', 'class': f'C{c}', 'label': c,
                              **{f'split{s}': 'test' if g == s else 'train' for s in (1, 2, 3)}})
     pd.DataFrame(rows).to_csv(d / 'data/synth/index.csv', index=False)
@@ -45,7 +57,9 @@ def outputs(d: Path, model: str) -> dict:
     from memrec.evaluate import evaluate
     rd = d / 'results/synth/split1' / model / 'spatial'
     metrics = evaluate(model, 'spatial', load_params(d / 'params.yaml'), root=d)
-    return {'state': torch.load(rd / 'model.pt', weights_only=False)['state_dict'], 'log': pd.read_csv(rd / 'train_log.csv'),
+    ck = torch.load(rd / 'model.pt', weights_only=False)
+    state = {**ck['state_dict'], **{f'backbone.{k}': v for k, v in ck.get('backbone_state_dict', {}).items()}}
+    return {'state': state, 'log': pd.read_csv(rd / 'train_log.csv'),
             'metrics': metrics, 'files': sorted(p.name for p in rd.iterdir())}
 
 def train_proc(d: Path, model: str):
@@ -57,8 +71,11 @@ def finish(p) -> str:
     assert p.returncode == 0, out[-3000:]
     return out
 
-def test_killed_three_times_resumes_exactly(tmp_path):
-    ref = make_repo(tmp_path / 'ref'); run = make_repo(tmp_path / 'killed')
+MODES = pytest.mark.parametrize('mode', ['features', 'finetune'])
+
+@MODES
+def test_killed_three_times_resumes_exactly(tmp_path, mode):
+    ref = make_repo(tmp_path / 'ref', mode); run = make_repo(tmp_path / 'killed', mode)
     finish(train_proc(ref, 'lstm'))
     ck = run / 'results/synth/split1/lstm/spatial/checkpoint.pt'
     resumed_at = []
@@ -83,15 +100,16 @@ def test_killed_three_times_resumes_exactly(tmp_path):
     assert a['metrics'] == b['metrics'] and 'val_top1' in a['metrics']
     assert b['files'] == ['confusion.png', 'metrics.json', 'model.pt', 'per_class.csv', 'scores.npz', 'train_log.csv']  # no checkpoint, no temp files
 
-def test_torchrun_two_processes_match_one(tmp_path):
-    one = make_repo(tmp_path / 'one'); two = make_repo(tmp_path / 'two')
+@MODES
+def test_torchrun_two_processes_match_one(tmp_path, mode):
+    one = make_repo(tmp_path / 'one', mode); two = make_repo(tmp_path / 'two', mode)
     cmd = ['-m', 'memrec.train', '--model', 'lstm0', '--stream', 'spatial']
     r1 = subprocess.run([sys.executable, *cmd], cwd=one, env=env(), capture_output=True, text=True, timeout=300)
     assert r1.returncode == 0, r1.stdout[-2000:] + r1.stderr[-3000:]
     r2 = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', *cmd],
                         cwd=two, env=env(), capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0, r2.stdout[-2000:] + r2.stderr[-3000:]
-    assert 'over 2 processes' in r2.stdout and r2.stdout.count('train lstm0/spatial:') == 1, r2.stdout   # rank 0 reports
+    assert 'over 2 processes' in r2.stdout and r2.stdout.count('train lstm0/spatial (') == 1, r2.stdout   # rank 0 reports
     a, b = outputs(one, 'lstm0'), outputs(two, 'lstm0')
     assert torch.load(two / 'results/synth/split1/lstm0/spatial/model.pt', weights_only=False)['world_size'] == 2
     print('max |w1 - w2|:', max(float((a['state'][k] - b['state'][k]).abs().max()) for k in a['state']), a['metrics'], b['metrics'])
