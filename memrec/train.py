@@ -404,8 +404,12 @@ def _features_setup(c: dict):
     x0 = data['train']['x'][0]
     in_dim = x0.shape[2] if inputs.startswith('vec') else tuple(x0.shape[2:])
     set_seed(c['params']['seed']); net = build_model(c['arch'], in_dim, data['n_classes'], **c['kw'])
+    p = c['params']                                  # how the inputs were made, so a new video can be prepared alike
+    prep = {'frames': {k: (p.get('frames') or {}).get(k) for k in ('short_side',)},
+            'flow': {k: (p.get('flow') or {}).get(k) for k in ('method', 'bound', 'raft_iters')},
+            'features': {k: (p.get('features') or {}).get(k) for k in ('backbone', 'weights', 'image_size', 'num_frames', 'flow_length')}}
     info = {'in_dim': in_dim, 'n_classes': data['n_classes'], 'classes': data['classes'], 'inputs': inputs,
-            'n_missing': data['train']['missing']}
+            'n_missing': data['train']['missing'], 'preprocessing': prep}
     return FeatureSource.from_recipe(data['train'], inputs, c['recipe']), net, info
 
 def _features_load(ck: dict):
