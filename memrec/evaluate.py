@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from .core import atomic_path, atomic_write_json, load_params, device, repo_root
 from .data import data_dir
-from .train import MODES, FeatureSource, result_dir, load_trained, snippet_starts, _to
+from .featdata import FeatureSource, snippet_starts, to_device
+from .train import MODES, result_dir, load_trained
 
 # %% auto #0
 __all__ = ['FUSION_RULES', 'accuracy_metrics', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion', 'write_metrics',
@@ -86,7 +87,7 @@ def predict(net, source) -> dict:
         runs = []
         for x, mask, pos in views:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == 'cuda'):
-                o = net(_to(x, dev), mask.to(dev))
+                o = net(to_device(x, dev), mask.to(dev))
             runs.append(({k: o[k].float().cpu() for k in keys if k in o}, pos))
         T = getattr(source, 'T', None) or max(int(p.max()) + 1 for _, p in runs)
         lg = [r['logits'] for r, _ in runs]

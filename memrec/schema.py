@@ -94,7 +94,7 @@ def model_names(): from memrec.models.base import import_all_models; return impo
 def fusion_rules(): from memrec.evaluate import FUSION_RULES; return FUSION_RULES
 def streams(): from memrec.backbones import STREAMS; return STREAMS
 def _train_registries():
-    from memrec.train import OPTIMIZERS, RECIPES
+    from memrec.recipes import OPTIMIZERS, RECIPES
     return OPTIMIZERS, RECIPES
 def optimizer_names(): return _train_registries()[0]
 def recipe_names(params: dict) -> list[str]:
