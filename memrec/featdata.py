@@ -4,15 +4,17 @@
 
 # %% ../nbs/08a_featdata.ipynb #48d8ad35
 from __future__ import annotations
-import re
+import json, os, re
+from pathlib import Path
 import numpy as np, pandas as pd, torch
-from .core import config_hash
+from .core import atomic_path, atomic_write_json, config_hash
 from .data import data_dir
-from .backbones import STREAMS, load_features
+from .backbones import STREAMS
 
 # %% auto #0
-__all__ = ['KIND', 'video_groups', 'holdout', 'load_split', 'to_device', 'take_positions', 'take_snippets', 'segment_positions',
-           'data_fingerprint', 'snippet_starts', 'FeatureSource']
+__all__ = ['KIND', 'video_groups', 'holdout', 'RowStore', 'write_rows', 'feature_store', 'Rows', 'load_split', 'to_device',
+           'take_positions', 'take_snippets', 'segment_positions', 'data_fingerprint', 'snippet_starts',
+           'FeatureSource']
 
 # %% ../nbs/08a_featdata.ipynb #20595d88
 _GROUP = re.compile(r'_g(\d+)_c\d+$')
@@ -37,28 +39,89 @@ def holdout(videos, labels, fraction: float, seed: int = 0) -> list[str]:
             val[rng.choice(i, k, replace=False)] = True
     return sorted(videos[val].tolist())
 
+# %% ../nbs/08a_featdata.ipynb #9cc43512
+class RowStore:
+    "An `(N, ...)` array in a `.npy` file, read a few rows at a time (positioned reads, no memory map)."
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        with open(self.path, 'rb') as f:
+            major, _ = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f); self.offset = f.tell()
+        if fortran: raise ValueError(f'{self.path}: a Fortran-ordered array cannot be read by rows')
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        meta = self.path.with_suffix('.json')
+        self.ident = json.loads(meta.read_text()).get('ident') if meta.exists() else config_hash([str(self.path), self.shape])
+        self.videos = json.loads(meta.read_text()).get('videos') if meta.exists() else None
+
+    def __len__(self): return self.shape[0]
+
+    def read(self, rows) -> np.ndarray:
+        "Rows `rows`, in that order, as an array."
+        rows = np.asarray(rows, np.int64).reshape(-1); out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for k, r in enumerate(rows):
+                out[k] = np.frombuffer(os.pread(fd, self.row_bytes, self.offset + int(r) * self.row_bytes), self.dtype).reshape(self.shape[1:])
+        finally: os.close(fd)
+        return out
+
+def write_rows(path: str | Path, arrays, n: int, dtype=np.float16):
+    "Write `n` equally shaped arrays (an iterable) as rows of one `.npy` file, atomically, one row in memory at a time."
+    with atomic_path(path) as tmp, open(tmp, 'wb') as fh:
+        for k, a in enumerate(arrays):
+            a = np.ascontiguousarray(a, dtype)
+            if k == 0:
+                shape = (n, *a.shape)
+                np.lib.format.write_array_header_2_0(fh, {'descr': np.lib.format.dtype_to_descr(np.dtype(dtype)), 'fortran_order': False, 'shape': shape})
+            elif a.shape != shape[1:]: raise ValueError(f'{path}: row {k} has shape {a.shape}, expected {shape[1:]}')
+            fh.write(a.tobytes())
+        if n and k + 1 != n: raise ValueError(f'{path}: {k + 1} rows written, {n} announced')
+
+# %% ../nbs/08a_featdata.ipynb #34f7d8e2
+def feature_store(d: str | Path, stream: str, kind: str = 'vec') -> RowStore:
+    "The store of the cached `kind` features of `stream` under dataset folder `d`, (re)built from the per-video files when they changed."
+    src = Path(d) / 'features' / stream
+    files = sorted(f for f in src.glob('*.npz') if not f.name.startswith(('.', '_')))
+    if not files: raise FileNotFoundError(f'{src} has no cached features: run `dvc repro features@{stream}`')
+    ident = config_hash([kind] + [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files])
+    out = Path(d) / 'cache' / f'features_{stream}_{kind}.npy'; meta = out.with_suffix('.json')
+    if not (out.exists() and meta.exists() and json.loads(meta.read_text()).get('ident') == ident):
+        write_rows(out, (np.load(f)[kind] for f in files), len(files))
+        atomic_write_json(meta, {'ident': ident, 'videos': [f.stem for f in files], 'kind': kind, 'stream': stream})
+    return RowStore(out)
+
+class Rows:
+    "Rows `idx` of a `RowStore` as a lazy `(n, ...)` float32 array: `rows[i]` reads those rows from disk."
+    def __init__(self, store: RowStore, idx): self.store, self.idx = store, np.asarray(idx, np.int64)
+    @property
+    def shape(self): return (len(self.idx), *self.store.shape[1:])
+    def __len__(self): return len(self.idx)
+    def __getitem__(self, i):
+        i = i.cpu().numpy() if torch.is_tensor(i) else np.asarray(i)
+        return torch.from_numpy(self.store.read(self.idx[i].reshape(-1)).astype(np.float32)).reshape(*i.shape, *self.store.shape[1:])
+
 # %% ../nbs/08a_featdata.ipynb #b5240f95
 KIND = {'vec': 'vec', 'map': 'map', 'map2': 'map', 'vec2': 'vec'}
 
 def load_split(params: dict, stream: str, inputs: str, root=None, val_videos=None, parts=('train', 'test')) -> dict:
-    "`parts` (train/test, and `val` when `val_videos` are given) as tensors of the configured dataset and split for a model consuming `inputs`."
+    """`parts` (train/test, and `val` when `val_videos` are given) of the configured dataset and split for a model
+    consuming `inputs`: per part, lazy `Rows` of the feature stores (one per stream the model reads), labels and videos."""
     name, split = params['dataset'], params['split']
     d = data_dir(name, root); idx = pd.read_csv(d / 'index.csv')
-    streams = STREAMS if inputs.endswith('2') else (stream,)
+    stores = [feature_store(d, s, KIND[inputs]) for s in (STREAMS if inputs.endswith('2') else (stream,))]
+    where = [{v: i for i, v in enumerate(st.videos)} for st in stores]
     out = {'n_classes': int(idx.label.max()) + 1, 'classes': idx.drop_duplicates('label').sort_values('label')['class'].tolist()}
     role, val = idx[f'split{split}'], idx.video.isin(set(val_videos or ()))
     rows_of = {'train': idx[(role == 'train') & ~val], 'test': idx[role == 'test']}
     if val_videos is not None: rows_of['val'] = idx[(role == 'train') & val]
     for part, rows in rows_of.items():
         if part not in parts and part != 'val': continue   # e.g. evaluation reads no training features
-        xs, have = [], np.ones(len(rows), bool)
-        for s in streams:
-            x, h = load_features(d, s, rows.video, KIND[inputs]) if len(rows) else (np.zeros((0, 1), np.float32), have)
-            xs.append((x, h)); have &= h
-        xs = tuple(torch.from_numpy(x[have[h]]) for x, h in xs)   # keep videos with features in every stream
-        rows = rows[have]
-        out[part] = {'x': xs, 'y': torch.tensor(rows.label.values), 'videos': rows.video.tolist(),
-                     'missing': int((~have).sum())}
+        have = np.array([all(v in w for w in where) for v in rows.video], bool)   # videos with features in every stream
+        kept = rows[have]
+        out[part] = {'x': tuple(Rows(st, [w[v] for v in kept.video]) for st, w in zip(stores, where)),
+                     'y': torch.tensor(kept.label.values), 'videos': kept.video.tolist(), 'missing': int((~have).sum())}
     return out
 
 # %% ../nbs/08a_featdata.ipynb #a375404d
@@ -92,9 +155,10 @@ def segment_positions(T: int, n: int, B: int = 1, generator: torch.Generator | N
 
 # %% ../nbs/08a_featdata.ipynb #48a96641
 def data_fingerprint(part: dict) -> dict:
-    "Cheap identity of a training set: video names, labels, and per input tensor its shape, sum and a strided sample."
+    "Cheap identity of a training set: video names, labels, and per input its store and rows, or (a tensor) its shape, sum and a strided sample."
     fp = {'videos': config_hash(list(part.get('videos', []))), 'y': config_hash(part['y'].tolist()), 'x': []}
     for t in part['x']:
+        if isinstance(t, Rows): fp['x'].append([list(t.shape), t.store.ident, config_hash(t.idx.tolist())]); continue
         flat = t.reshape(-1); step = max(1, flat.numel() // 4096)
         fp['x'].append([list(t.shape), float(t.sum(dtype=torch.float64)), config_hash(flat[::step].tolist())])
     return fp
