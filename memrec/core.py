@@ -10,7 +10,7 @@ import numpy as np, yaml
 
 # %% auto #0
 __all__ = ['repo_root', 'ref_data', 'load_params', 'Registry', 'atomic_path', 'atomic_write_text', 'atomic_write_json',
-           'atomic_dir', 'config_hash', 'prepare_outdir', 'set_seed', 'progress', 'device']
+           'atomic_dir', 'atomic_torch_save', 'config_hash', 'prepare_outdir', 'set_seed', 'progress', 'device']
 
 # %% ../nbs/00_core.ipynb #a35ae7a1
 def repo_root(start: str | Path | None = None) -> Path:
@@ -83,6 +83,13 @@ def atomic_dir(path: str | Path):
         os.replace(tmp, path)
     finally:
         if tmp.exists(): shutil.rmtree(tmp)
+
+# %% ../nbs/00_core.ipynb #704a52b3
+def atomic_torch_save(obj, path: str | Path):
+    "`torch.save(obj)` to `path` atomically, with bytes that depend only on `obj`."
+    import io, torch
+    buf = io.BytesIO(); torch.save(obj, buf)
+    with atomic_path(path) as tmp: Path(tmp).write_bytes(buf.getvalue())
 
 # %% ../nbs/00_core.ipynb #08bb976c
 def config_hash(config) -> str:

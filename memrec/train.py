@@ -8,7 +8,7 @@ import argparse, contextlib, os, random, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.distributed as dist
-from .core import Registry, atomic_path, config_hash, load_params, progress, repo_root, set_seed, device
+from .core import Registry, atomic_path, atomic_torch_save, config_hash, load_params, progress, repo_root, set_seed, device
 from .data import data_dir
 from .recipes import model_arch, model_config, schedule, make_optimizer
 from .featdata import FeatureSource, holdout, load_split, to_device
@@ -146,9 +146,8 @@ def fit(model, source, recipe: dict, seed: int = 0, desc: str = 'train', checkpo
                 ranks = [_rank_state(acc)]
                 if world > 1: ranks = [None] * world; dist.all_gather_object(ranks, _rank_state(acc))
                 if rank == 0:
-                    with atomic_path(checkpoint) as tmp:
-                        torch.save({'config_hash': key, 'config': cfg, 'step': done, 'log': log, 'ranks': ranks, 'model': model.state_dict(),
-                                    'optimizer': opt.state_dict(), 'scheduler': sched.state_dict()}, tmp)
+                    atomic_torch_save({'config_hash': key, 'config': cfg, 'step': done, 'log': log, 'ranks': ranks, 'model': model.state_dict(),
+                                       'optimizer': opt.state_dict(), 'scheduler': sched.state_dict()}, checkpoint)
                 last = time.time()
         if callback: callback(done)
     return pd.DataFrame(log)
@@ -211,10 +210,9 @@ def train(model: str, stream: str, params: dict | None = None, root=None, callba
               config={'model': model, 'arch': arch, 'kwargs': kw, 'stream': stream, 'mode': mode}, dataset=params['dataset'], callback=callback)
     if rank == 0:
         temporal = getattr(net, 'temporal', net); info |= MODES[mode].get('state', lambda n: {})(net)
-        with atomic_path(out / 'model.pt') as tmp:
-            torch.save({'mode': mode, 'model': arch, 'name': model, 'stream': stream, 'kwargs': kw, 'recipe': recipe, 'schedule': sch,
-                        'world_size': world, 'val_videos': val or [], **info,
-                        'state_dict': {k: v.detach().cpu() for k, v in temporal.state_dict().items()}}, tmp)
+        atomic_torch_save({'mode': mode, 'model': arch, 'name': model, 'stream': stream, 'kwargs': kw, 'recipe': recipe, 'schedule': sch,
+                           'world_size': world, 'val_videos': val or [], **info,
+                           'state_dict': {k: v.detach().cpu() for k, v in temporal.state_dict().items()}}, out / 'model.pt')
         with atomic_path(out / 'train_log.csv') as tmp: log.to_csv(tmp, index=False)
         if not recipe.get('keep_checkpoint'): (out / 'checkpoint.pt').unlink(missing_ok=True)
         print(f'train {model}/{stream} ({mode}): {len(source)} videos ({info.get("n_missing", 0)} without inputs'

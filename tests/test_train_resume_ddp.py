@@ -99,6 +99,8 @@ def test_killed_three_times_resumes_exactly(tmp_path, mode):
     for k in a['state']: assert torch.equal(a['state'][k], b['state'][k]), k
     assert a['metrics'] == b['metrics'] and 'val_top1' in a['metrics']
     assert b['files'] == ['confusion.png', 'metrics.json', 'model.pt', 'per_class.csv', 'scores.npz', 'train_log.csv']  # no checkpoint, no temp files
+    for f in b['files']:                               # byte-identical result files: identical runs give identical outputs
+        assert (ref / 'results/synth/split1/lstm/spatial' / f).read_bytes() == (run / 'results/synth/split1/lstm/spatial' / f).read_bytes(), f
 
 @MODES
 def test_torchrun_two_processes_match_one(tmp_path, mode):
