@@ -10,6 +10,7 @@ import numpy as np, pandas as pd, torch
 from .core import atomic_path, atomic_write_json, config_hash
 from .data import data_dir
 from .backbones import STREAMS
+from .sampling import tsn_test_starts, tsn_train_starts
 
 # %% auto #0
 __all__ = ['KIND', 'video_groups', 'holdout', 'RowStore', 'write_rows', 'feature_store', 'Rows', 'load_split', 'to_device',
@@ -145,13 +146,12 @@ def take_snippets(x, starts: torch.Tensor, length: int):
     "Positions `starts[i] .. starts[i]+length-1` of each video `i` of `x` (B,T,...) or of each tensor of a tuple."
     return take_positions(x, starts[:, None] + torch.arange(length))
 
-def segment_positions(T: int, n: int, B: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
-    """TSN sampling (002, Sec. 4) over `T` cached positions: `n` equal segments, one position in each, (B,n). Random
-    within each segment with a `generator` (training), the segment's centre without (testing)."""
-    edges = torch.arange(n + 1) * T // n
-    lo, width = edges[:-1], (edges[1:] - edges[:-1]).clamp_min(1)
-    if generator is None: return (lo + (width - 1) // 2).expand(B, n)
-    return lo + (torch.rand(B, n, generator=generator) * width).long()
+def segment_positions(T: int, n: int, B: int = 1, rng: np.random.Generator | None = None) -> torch.Tensor:
+    """TSN sampling (002, Sec. 4) over `T` cached positions: `n` equal segments, one position in each, (B,n), by the
+    formulas of `sampling` (segments of T/n positions, fractional edges): a random position per segment with a
+    generator `rng` (training), the segment's centre without (testing)."""
+    if rng is None: return torch.from_numpy(tsn_test_starts(T, n)[0]).expand(B, n)
+    return torch.from_numpy(tsn_train_starts(np.full(B, T), n, 1, rng))
 
 # %% ../nbs/08a_featdata.ipynb #48a96641
 def data_fingerprint(part: dict) -> dict:
@@ -194,8 +194,7 @@ class FeatureSource:
             st = torch.randint(0, T - S + 1, (len(b),), generator=torch.Generator().manual_seed(seed * 1000003 + step))
             x, T = take_snippets(x, st, S), S
         if n_seg and n_seg < T:                       # TSN: one random position in each of n_seg segments (002)
-            gen = torch.Generator().manual_seed(seed * 1000033 + step)
-            x, T = take_positions(x, segment_positions(T, n_seg, len(b), gen)), n_seg
+            x, T = take_positions(x, segment_positions(T, n_seg, len(b), np.random.default_rng([seed, step]))), n_seg
         return x, _mask(len(b), T), self.y[b]
 
     def batches(self, plan, seed: int = 0):
