@@ -119,3 +119,18 @@ def test_torchrun_two_processes_match_one(tmp_path, mode):
     pd.testing.assert_frame_equal(a['log'], b['log'], rtol=1e-5)
     assert a['log'].train_top1.iloc[-1] > 0.6                     # it learned something: the comparison is not trivial
     assert a['metrics']['top1'] == b['metrics']['top1'] and a['metrics']['val_top1'] == b['metrics']['val_top1']
+
+@MODES
+def test_training_never_reads_test_videos(tmp_path, mode):
+    "Model selection never sees test data: with every test video's inputs deleted and its label changed, training gives the same model."
+    ref = make_repo(tmp_path / 'ref', mode); blind = make_repo(tmp_path / 'blind', mode)
+    idx = pd.read_csv(blind / 'data/synth/index.csv'); test = idx.split1 == 'test'
+    for v in idx.video[test]:
+        (blind / f'data/synth/features/spatial/{v}.npz').unlink()
+        if mode == 'finetune':
+            for f in (blind / f'data/synth/frames/{v}').iterdir(): f.unlink()
+    idx.loc[test, 'label'] = (idx.label[test] + 1) % 3; idx.to_csv(blind / 'data/synth/index.csv', index=False)
+    for d in (ref, blind): finish(train_proc(d, 'lstm'))
+    a, b = (torch.load(d / 'results/synth/split1/lstm/spatial/model.pt', weights_only=False) for d in (ref, blind))
+    for k in a['state_dict']: assert torch.equal(a['state_dict'][k], b['state_dict'][k]), k
+    assert a['val_videos'] == b['val_videos'] and not set(a['val_videos']) & set(idx.video[test])
