@@ -15,7 +15,7 @@ from .train import MODES, result_dir, load_trained
 # %% auto #0
 __all__ = ['FUSION_RULES', 'accuracy_metrics', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion', 'write_metrics',
            'relevance_at', 'relevance_of', 'predict', 'write_class_report', 'evaluate', 'fuse_scores', 'choose_weight',
-           'fuse', 'across_splits', 'mean_std', 'load_scores', 'group_accuracy']
+           'fuse', 'across_splits', 'mean_std', 'paired_bootstrap', 'load_scores', 'group_accuracy']
 
 # %% ../nbs/09_evaluate.ipynb #3eb04c2b
 def accuracy_metrics(scores: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> dict:
@@ -206,6 +206,22 @@ def mean_std(df: pd.DataFrame, metric: str = 'top1', scale: float = 100, fmt: st
     "'mean ± std' strings (in %) of `metric` from `across_splits`; the std is left out with a single split."
     return pd.Series([f'{m * scale:{fmt}}' + (f' ± {s * scale:{fmt}}' if n > 1 else '') for m, s, n in
                       zip(df[f'{metric}_mean'], df[f'{metric}_std'], df.n_splits)], index=pd.MultiIndex.from_frame(df[['model', 'stream']]))
+
+# %% ../nbs/09_evaluate.ipynb #62dd8769
+def paired_bootstrap(d: dict, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Effect and bootstrap interval of paired differences `d`: split -> (seeds, videos) array of per-video
+    differences (A right minus B right). Videos and seeds are resampled within each split."""
+    rng = np.random.default_rng(seed); boot = np.zeros(n_boot)
+    for D in d.values():
+        D = np.asarray(D, float); D = D[None] if D.ndim == 1 else D; S, V = D.shape
+        per_seed = D[:, rng.integers(0, V, (n_boot, V))].mean(-1)                 # (S, B): videos resampled
+        boot += np.take_along_axis(per_seed, rng.integers(0, S, (S, n_boot)), 0).mean(0)   # seeds resampled
+    boot /= len(d); a = (1 - level) / 2
+    effect = float(np.mean([np.asarray(D, float).mean() for D in d.values()]))
+    lo, hi = np.quantile(boot, [a, 1 - a])
+    verdict = 'supported' if lo > 0 else 'contradicted' if hi < 0 else 'inconclusive'
+    n = sum(np.asarray(D).size for D in d.values())
+    return {'effect': effect, 'lo': float(lo), 'hi': float(hi), 'verdict': verdict, 'n_pairs': int(n), 'n_splits': len(d)}
 
 # %% ../nbs/09_evaluate.ipynb #f20006d7
 def load_scores(dataset: str, split: int, model: str, stream: str, results: str | Path = 'results') -> dict | None:
