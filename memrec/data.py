@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
-from .core import Registry, atomic_dir, atomic_path, load_params, progress, ref_data, repo_root
+from .core import Registry, atomic_dir, atomic_path, load_params, progress, ref_data
+from .paths import data_dir, index_path, raw_dir     # data_dir stays importable from here
 from .download import extract, fetch
 from .synth import SynthConfig, generate_synth
 
 # %% auto #0
 __all__ = ['HMDB_ROLE', 'VIDEO_EXTS', 'UCF101_SOURCES', 'HMDB51_SOURCES', 'DATASETS', 'read_class_ind', 'read_ucf_list',
            'ucf_split_table', 'hmdb_split_table', 'probe_video', 'fetch_archives', 'move_videos', 'move_files',
-           'Dataset', 'data_dir', 'rawframes_dir', 'build_index', 'prepare']
+           'Dataset', 'rawframes_dir', 'build_index', 'prepare']
 
 # %% ../nbs/02_data.ipynb #868e4b23
 def read_class_ind(path: str | Path) -> dict[str, int]:
@@ -168,10 +169,6 @@ DATASETS['hmdb51'] = Dataset('hmdb51', lambda p, raw: _unpack('hmdb51', p, raw, 
                              lambda raw: hmdb_split_table(raw / 'testTrainMulti_7030_splits'))
 
 # %% ../nbs/02_data.ipynb #620c0982
-def data_dir(dataset: str, root: str | Path | None = None) -> Path:
-    "Where a dataset's files live: `data/<dataset>` under the repository root."
-    return Path(root or repo_root()) / 'data' / dataset
-
 def rawframes_dir(rawframes: str | Path, path: str) -> Path:
     "The mmaction2 rawframes folder of the video at `path` (`Class/video.avi`): level 2 (`Class/video`) or level 1."
     p = Path(path); lvl2 = Path(rawframes) / p.parent / p.stem
@@ -208,12 +205,12 @@ def build_index(ds: Dataset, raw: Path, rawframes: str | Path | None = None, wor
 def prepare(params: dict | None = None, root: str | Path | None = None) -> Path:
     "Stage `prepare`: produce `data/<dataset>/raw`, `index.csv` and `unreadable.csv`."
     params = params or load_params(); name = params['dataset']
-    ds = DATASETS.get(name); out = data_dir(name, root); raw = out / 'raw'
+    ds = DATASETS.get(name); out = data_dir(name, root); raw = raw_dir(name, root)
     p = (params.get('datasets') or {}).get(name) or {}
     if not raw.exists(): ds.fetch(p, raw)
     idx, skipped = build_index(ds, raw, p.get('rawframes'))
-    with atomic_path(out / 'index.csv') as tmp: idx.to_csv(tmp, index=False)
+    with atomic_path(index_path(name, root)) as tmp: idx.to_csv(tmp, index=False)
     with atomic_path(out / 'unreadable.csv') as tmp: skipped.to_csv(tmp, index=False)
     print(f'{name}: {len(idx)} videos, {idx["class"].nunique()} classes, {int(idx.frames.sum())} frames -> '
-          f'{out / "index.csv"} ({len(skipped)} skipped, see {out / "unreadable.csv"})')
+          f'{index_path(name, root)} ({len(skipped)} skipped, see {out / "unreadable.csv"})')
     return out

@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from .core import atomic_path, atomic_write_json, load_params, device, repo_root
-from .data import data_dir
+from .paths import data_dir, features_dir, results_dir, scores_path
 from .featdata import FeatureSource, snippet_starts, to_device
-from .train import MODES, result_dir, load_trained
+from .paths import result_dir
+from .train import MODES, load_trained
 
 # %% auto #0
 __all__ = ['FUSION_RULES', 'accuracy_metrics', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion', 'write_metrics',
@@ -65,7 +66,7 @@ def relevance_at(d: Path, videos, stream: str, flow_length: int = 1, frames: np.
     off = flow_length // 2 if stream == 'temporal' else 0
     out = []
     for i, v in enumerate(videos):
-        r = rel.loc[v].values; idx = frames[i] if frames is not None else np.load(d / 'features' / stream / f'{v}.npz')['frames']
+        r = rel.loc[v].values; idx = frames[i] if frames is not None else np.load(d / 'features' / stream / f'{v}.npz')['frames']   # d: a dataset folder
         out.append(r[np.minimum(idx + off, len(r) - 1)])
     return np.stack(out).astype(bool)
 
@@ -193,7 +194,7 @@ def fuse(model: str, params: dict | None = None, root=None) -> dict:
 # %% ../nbs/09_evaluate.ipynb #f525a4eb
 def across_splits(dataset: str, results: str | Path = 'results', metrics=('top1', 'mean_class_acc')) -> pd.DataFrame:
     "Mean, std and count over the splits present of each metric, per (model, stream) of `dataset`."
-    base = Path(results); base = base if base.is_absolute() else repo_root() / base
+    base = results_dir(results)
     files = sorted((base / dataset).glob('split*/*/*/metrics.json'))
     if not files: raise FileNotFoundError(f'No results for dataset {dataset!r} under {base / dataset}: run `dvc repro` for each split first')
     rows = [{'split': int(f.parts[-4][5:]), 'model': f.parts[-3], 'stream': f.parts[-2], **json.loads(f.read_text())} for f in files]
@@ -226,8 +227,7 @@ def paired_bootstrap(d: dict, n_boot: int = 2000, level: float = 0.95, seed: int
 # %% ../nbs/09_evaluate.ipynb #f20006d7
 def load_scores(dataset: str, split: int, model: str, stream: str, results: str | Path = 'results') -> dict | None:
     "The `scores.npz` of a model and stream as a dict, or None when it has not been produced."
-    base = Path(results); base = base if base.is_absolute() else repo_root() / base
-    f = base / dataset / f'split{split}' / model / stream / 'scores.npz'
+    f = scores_path(dataset, split, model, stream, results=results)
     return dict(np.load(f)) if f.exists() else None
 
 def group_accuracy(scores: dict, groups: dict, classes=None) -> pd.Series:

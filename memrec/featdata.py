@@ -8,7 +8,7 @@ import json, os, re
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from .core import atomic_path, atomic_write_json, config_hash
-from .data import data_dir
+from .paths import features_dir, feature_store_path, index_path
 from .backbones import STREAMS
 from .sampling import tsn_test_starts, tsn_train_starts
 
@@ -81,13 +81,13 @@ def write_rows(path: str | Path, arrays, n: int, dtype=np.float16):
         if n and k + 1 != n: raise ValueError(f'{path}: {k + 1} rows written, {n} announced')
 
 # %% ../nbs/08a_featdata.ipynb #34f7d8e2
-def feature_store(d: str | Path, stream: str, kind: str = 'vec') -> RowStore:
-    "The store of the cached `kind` features of `stream` under dataset folder `d`, (re)built from the per-video files when they changed."
-    src = Path(d) / 'features' / stream
+def feature_store(dataset: str, stream: str, kind: str = 'vec', root=None) -> RowStore:
+    "The store of the cached `kind` features of `stream` of `dataset`, (re)built from the per-video files when they changed."
+    src = features_dir(dataset, stream, root)
     files = sorted(f for f in src.glob('*.npz') if not f.name.startswith(('.', '_')))
     if not files: raise FileNotFoundError(f'{src} has no cached features: run `dvc repro features@{stream}`')
     ident = config_hash([kind] + [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files])
-    out = Path(d) / 'cache' / f'features_{stream}_{kind}.npy'; meta = out.with_suffix('.json')
+    out = feature_store_path(dataset, stream, kind, root); meta = out.with_suffix('.json')
     if not (out.exists() and meta.exists() and json.loads(meta.read_text()).get('ident') == ident):
         write_rows(out, (np.load(f)[kind] for f in files), len(files))
         atomic_write_json(meta, {'ident': ident, 'videos': [f.stem for f in files], 'kind': kind, 'stream': stream})
@@ -110,8 +110,8 @@ def load_split(params: dict, stream: str, inputs: str, root=None, val_videos=Non
     """`parts` (train/test, and `val` when `val_videos` are given) of the configured dataset and split for a model
     consuming `inputs`: per part, lazy `Rows` of the feature stores (one per stream the model reads), labels and videos."""
     name, split = params['dataset'], params['split']
-    d = data_dir(name, root); idx = pd.read_csv(d / 'index.csv')
-    stores = [feature_store(d, s, KIND[inputs]) for s in (STREAMS if inputs.endswith('2') else (stream,))]
+    idx = pd.read_csv(index_path(name, root))
+    stores = [feature_store(name, s, KIND[inputs], root) for s in (STREAMS if inputs.endswith('2') else (stream,))]
     where = [{v: i for i, v in enumerate(st.videos)} for st in stores]
     out = {'n_classes': int(idx.label.max()) + 1, 'classes': idx.drop_duplicates('label').sort_values('label')['class'].tolist()}
     role, val = idx[f'split{split}'], idx.video.isin(set(val_videos or ()))

@@ -8,7 +8,7 @@ import copy, inspect, os, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from .core import config_hash, set_seed, device as default_device
-from .data import data_dir
+from .paths import data_dir, index_path
 from .sampling import take_clips, tsn_test_starts, tsn_train_starts
 from .augment import SCALES, augment_clip, test_crops
 from .backbones import BACKBONES, STREAMS, Backbone
@@ -254,7 +254,7 @@ class FrameSource:
 # %% ../nbs/08c_finetune.ipynb #a3318521
 def _videos(params: dict, part: str, stream: str, root=None, only=None) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
     "(dataset folder, index, rows of `part` of the split that have frames/flow), `part` in train/test/val (`only`: these videos)."
-    d = data_dir(params['dataset'], root); idx = pd.read_csv(d / 'index.csv')
+    d = data_dir(params['dataset'], root); idx = pd.read_csv(index_path(params['dataset'], root))
     role = idx[f'split{params["split"]}']
     rows = idx[role == ('train' if part == 'val' else part)]
     if only is not None: rows = rows[rows.video.isin(set(only))]
@@ -282,7 +282,10 @@ def _finetune_setup(c: dict):
         if ft['channels_last']: net.backbone.to(memory_format=torch.channels_last); net.channels_last = True
     if ft['compile']: net.compile_backbone(ft['compile'] if isinstance(ft['compile'], str) else 'inductor')
     data = {k: ft[k] for k in ('image_size', 'segments', 'flow_length', 'sampling', 'test_crops', 'test_groups', 'test_scale', 'keep_tail')}
-    info = {'in_dim': net.temporal.in_dim, 'n_classes': n_classes, 'classes': classes, 'inputs': net.inputs, 'backbone': ft['backbone'],
+    p = params                                       # how frames and flow were made, so a new video can be prepared alike
+    prep = {'frames': {'short_side': (p.get('frames') or {}).get('short_side')},
+            'flow': {k: (p.get('flow') or {}).get(k) for k in ('method', 'bound', 'raft_iters')}}
+    info = {'preprocessing': prep, 'in_dim': net.temporal.in_dim, 'n_classes': n_classes, 'classes': classes, 'inputs': net.inputs, 'backbone': ft['backbone'],
             'in_chans': net.first_conv.in_channels, 'bn': ft['bn'], 'lr_mult': ft['lr_mult'], 'data': data, 'test_batch': ft['test_batch'],
             'n_missing': int(len(idx[idx[f'split{params["split"]}'] == 'train']) - len(rows) - len(c['val'] or []))}
     return FrameSource(_clips(params, stream, rows, d, True, ft, aug), ft['workers'], pin=cuda), net, info

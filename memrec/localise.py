@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from scipy import ndimage
 from .core import load_params, repo_root
+from .paths import features_dir, frame_path, raw_dir, scores_path
 from .tables import MissingResults
 
 # %% auto #0
@@ -196,21 +197,17 @@ def localisation_metrics(pred, gt, labels, prob, ious=IOUS, irrelevant: str = 'i
     return pd.DataFrame(rows)
 
 # %% ../nbs/07f_localise.ipynb #66cc4185
-def _under(root: Path, p, default: str) -> Path:
-    p = Path(p) if p is not None else Path(default)
-    return p if p.is_absolute() else root / p
-
-def _short_side(d: Path, videos, root: Path, size: int) -> int:
-    first = d / 'frames' / str(videos[0]) / 'img_00001.jpg'
+def _short_side(dataset: str, videos, root, data, size: int) -> int:
+    first = frame_path(dataset, videos[0], 0, root, data)
     if first.exists():
         from PIL import Image
         with Image.open(first) as im: return min(im.size)
-    try: return int(load_params(root / 'params.yaml')['frames']['short_side'])
+    try: return int(load_params(Path(root or repo_root()) / 'params.yaml')['frames']['short_side'])
     except (FileNotFoundError, KeyError, TypeError): return size
 
 def load_annotations(dataset: str, root=None, data=None) -> tuple[pd.DataFrame, dict]:
     "The per-frame boxes (`annotations.csv`) and the generator config (`config.json`, original width/height) of a dataset."
-    root = Path(root or repo_root()); d = _under(root, data, 'data') / dataset / 'raw'
+    d = raw_dir(dataset, root, data or 'data')
     if not (d / 'annotations.csv').exists():
         raise FileNotFoundError(f'No ground-truth boxes {d / "annotations.csv"}: localisation needs the synth dataset '
                                 f'(`dataset: synth` in params.yaml, then `memrec prepare` / `dvc repro`).')
@@ -231,26 +228,29 @@ def load_localisation(dataset: str, split: int, model: str, stream: str = 'spati
                       sigma: float = 8.0, theta: float = 100 / 255, window: int = 7, short_side: int | None = None,
                       chunk: int = 64) -> dict:
     "Scores, attention, sampled frames, linked/smoothed boxes and ground truth (original coordinates) of one trained model."
-    root = Path(root or repo_root()); rd = _under(root, results, 'results') / dataset / f'split{split}' / model / stream
-    if not (rd / 'scores.npz').exists():
-        raise MissingResults(f'No scores for {model}/{stream} on {dataset} split {split} ({rd / "scores.npz"}). Produce them '
+    f = scores_path(dataset, split, model, stream, root, results or 'results')
+    if not f.exists():
+        raise MissingResults(f'No scores for {model}/{stream} on {dataset} split {split} ({f}). Produce them '
                              f'with `dvc repro` (or `memrec train --model {model} --stream {stream}` then `memrec evaluate '
                              f'--model {model} --stream {stream}`), with `dataset: {dataset}` and `split: {split}` in params.yaml.')
-    z = np.load(rd / 'scores.npz')
+    z = np.load(f)
     if 'attn' not in z.files:
-        raise ValueError(f'{model} saved no attention maps (no `attn` in {rd / "scores.npz"}); localisation needs a model '
+        raise ValueError(f'{model} saved no attention maps (no `attn` in {f}); localisation needs a model '
                          f'with attention: alstm, convalstm or videolstm.')
     videos, attn = z['videos'].astype(str), z['attn'].astype(np.float32)
     ann, cfg = load_annotations(dataset, root, data)
-    dd = _under(root, data, 'data') / dataset; fd = dd / 'features' / stream
-    missing = [v for v in videos if not (fd / f'{v}.npz').exists()]
-    if missing: raise FileNotFoundError(f'No sampled frame indices for {len(missing)} videos (e.g. {fd / missing[0]}.npz): run the features stage.')
-    frames = np.stack([np.load(fd / f'{v}.npz')['frames'] for v in videos]).astype(int)
-    if frames.shape != attn.shape[:2]: raise ValueError(f'attention {attn.shape[:2]} and sampled frames {frames.shape} disagree')
+    fd = features_dir(dataset, stream, root, data or 'data')
     meta = json.loads((fd / '_meta.json').read_text()) if (fd / '_meta.json').exists() else {}
+    if 'frames' in z.files:            # the evaluation's own record of the sampled positions (either training mode)
+        frames, L = z['frames'].astype(int), int(z['flow_length']) if 'flow_length' in z.files else int(meta.get('flow_length') or 1)
+    else:                              # an older evaluation: the cached features' positions
+        missing = [v for v in videos if not (fd / f'{v}.npz').exists()]
+        if missing: raise FileNotFoundError(f'No sampled frame indices for {len(missing)} videos (e.g. {fd / missing[0]}.npz): run the features stage.')
+        frames, L = np.stack([np.load(fd / f'{v}.npz')['frames'] for v in videos]).astype(int), int(meta.get('flow_length') or 1)
+    if frames.shape != attn.shape[:2]: raise ValueError(f'attention {attn.shape[:2]} and sampled frames {frames.shape} disagree')
     size = int(meta.get('image_size') or 112)
-    if stream == 'temporal': frames = frames + int(meta.get('flow_length') or 1) // 2    # a flow stack's middle frame
-    geom = CropGeometry(int(cfg['width']), int(cfg['height']), short_side or _short_side(dd, videos, root, size), size)
+    if stream == 'temporal': frames = frames + L // 2                                    # a flow stack's middle frame
+    geom = CropGeometry(int(cfg['width']), int(cfg['height']), short_side or _short_side(dataset, videos, root, data or 'data', size), size)
     linked, smooth = localise(attn, frames, size, sigma, theta, window, chunk)
     return dict(videos=videos, labels=z['labels'], prob=z['prob'], attn=attn, frames=frames, geometry=geom,
                 linked=geom.to_original(linked), smoothed=geom.to_original(smooth), gt=ground_truth(ann, videos, frames, geom),

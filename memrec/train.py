@@ -9,18 +9,14 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.distributed as dist
 from .core import Registry, atomic_path, atomic_torch_save, config_hash, load_params, progress, repo_root, set_seed, device
-from .data import data_dir
+from .paths import features_dir, index_path, result_dir
 from .recipes import model_arch, model_config, schedule, make_optimizer
 from .featdata import FeatureSource, holdout, load_split, to_device
 from .models.base import build_model, import_all_models
 
 # %% auto #0
-__all__ = ['MODES', 'result_dir', 'dist_info', 'init_distributed', 'load_checkpoint', 'clean_stale', 'batch_plan', 'train_step',
-           'fit', 'train_mode', 'validation_videos', 'train', 'load_trained', 'ddp_main']
-
-# %% ../nbs/08b_train.ipynb #ba375c61
-def result_dir(dataset: str, split: int, model: str, stream: str, root: str | Path | None = None) -> Path:
-    return Path(root or repo_root()) / 'results' / dataset / f'split{split}' / model / stream
+__all__ = ['MODES', 'dist_info', 'init_distributed', 'load_checkpoint', 'clean_stale', 'batch_plan', 'train_step', 'fit',
+           'train_mode', 'validation_videos', 'train', 'load_trained', 'ddp_main']
 
 # %% ../nbs/08b_train.ipynb #813e3ab0
 def dist_info() -> tuple[int, int]:
@@ -163,7 +159,7 @@ def train_mode(params: dict) -> str:
 def validation_videos(params: dict, recipe: dict, root=None) -> list[str] | None:
     "The held-out validation videos of the configured split (None without `val_fraction`)."
     if not recipe.get('val_fraction'): return None
-    idx = pd.read_csv(data_dir(params['dataset'], root) / 'index.csv'); tr = idx[idx[f'split{params["split"]}'] == 'train']
+    idx = pd.read_csv(index_path(params['dataset'], root)); tr = idx[idx[f'split{params["split"]}'] == 'train']
     return holdout(tr.video, tr.label, recipe['val_fraction'], params['seed'])
 
 def _features_setup(c: dict):
@@ -189,7 +185,7 @@ def _features_sources(params: dict, ck: dict, stream: str, root=None) -> dict:
     for part in ('test', 'val'):
         if part in data and (part == 'test' or len(data[part]['y'])):
             out[part] = src = FeatureSource.from_recipe(data[part], ck['inputs'], ck.get('recipe') or {}); src.missing = data[part]['missing']
-    fd = data_dir(params['dataset'], root) / 'features' / stream          # the frame each cached position was taken at
+    fd = features_dir(params['dataset'], stream, root)          # the frame each cached position was taken at
     out['test'].frames = np.stack([np.load(fd / f'{v}.npz')['frames'] for v in out['test'].videos]) if len(out['test']) else None
     return out
 
