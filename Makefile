@@ -20,6 +20,8 @@ $(STAMP): requirements.txt setup.py settings.ini
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
+	@# the optional `ray` extra (setup.py extras_require; same pin), so the tests cover runtime.executor: ray
+	$(PY) -m pip install -q 'ray==2.60.0'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 

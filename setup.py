@@ -11,5 +11,9 @@ setup(
     packages=find_packages(include=['memrec', 'memrec.*']),
     package_data={'memrec': ['*.csv', '*.yaml']},
     include_package_data=True, zip_safe=False,
+    # `pip install -e .[ray]`: runtime.executor ray (memrec.executor). Plain `ray` (tasks, `ray start`, ray.init) is all
+    # it uses; `ray[default]` would add the dashboard and cluster launcher. Pinned: a Ray cluster needs the same Ray
+    # (and Python) version on the driver and every node. Keep in step with the Makefile and memrec.executor.RAY_REQUIREMENT.
+    extras_require={'ray': ['ray==2.60.0']},
     entry_points={'console_scripts': c['console_scripts'].split(), 'nbdev': [f"{c['lib_name']}={c['lib_name']}._modidx:d"]},
 )

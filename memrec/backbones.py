@@ -8,15 +8,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn
-from .core import Registry, atomic_path, atomic_write_json, load_params, prepare_outdir, progress, repo_root
-from .data import data_dir
+from .core import Registry, atomic_path, atomic_write_json, load_params, prepare_outdir, progress
+from .paths import data_dir, features_dir, flow_dir, frames_dir
 from .download import tv_state_dict
+from .executor import map_items, runtime_params, write_report
 from .sampling import clip_indices
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'BACKBONES', 'STREAMS', 'lite0_weights_path', 'map_state_dict', 'efficientnet_lite0',
-           'cross_modality_conv', 'Backbone', 'torchvision_net', 'resnet101_conv5_3', 'load_inputs', 'features',
-           'load_features']
+           'cross_modality_conv', 'Backbone', 'torchvision_net', 'resnet101_conv5_3', 'load_inputs', 'cached_backbone',
+           'features', 'load_features']
 
 # %% ../nbs/06_backbones.ipynb #f7f65dfe
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -159,35 +160,56 @@ def _normalise(x: torch.Tensor, bb: Backbone, stream: str) -> torch.Tensor:
     if stream == 'spatial': return (x - torch.tensor(bb.mean)[:, None, None]) / torch.tensor(bb.std)[:, None, None]
     return (x - 0.5) / float(np.mean(bb.std))
 
+# %% ../nbs/06_backbones.ipynb #043f4084
+_BACKBONE = {}
+def cached_backbone(name: str, in_chans: int = 3, weights: str | None = None) -> Backbone:
+    "`BACKBONES[name](in_chans, weights)`, built once per process (the last one asked for is kept)."
+    key = (name, in_chans, weights)
+    if key not in _BACKBONE: _BACKBONE.clear(); _BACKBONE[key] = BACKBONES.get(name)(in_chans=in_chans, weights=weights)
+    return _BACKBONE[key]
+
+def _features_shard(item) -> dict:
+    "Features of the shard `(first video, videos, settings)`, each video to `<out>/<video>.npz`; returns the failures and the map shape."
+    _, videos, s = item
+    d, out, stream, T, L, S = Path(s['data']), Path(s['out']), s['stream'], s['T'], s['L'], s['S']
+    bb = cached_backbone(s['backbone'], 3 if stream == 'spatial' else 2 * L, s['weights'])
+    torch.set_num_threads(s['threads'])      # the same on every executor: the float sums depend on the thread count
+    batch, ok, bad = [], [], []
+    for v in videos:
+        try: batch.append(load_inputs(d, v, stream, T, L, S)); ok.append(v)
+        except Exception as e: bad.append((v, f'{type(e).__name__}: {e}'))
+    if not batch: return {'bad': bad, 'map_shape': None}
+    x = _normalise(torch.from_numpy(np.concatenate([b[0] for b in batch])), bb, stream)
+    with torch.inference_mode(): vec, fmap = bb.net(x)
+    vec, fmap = vec.half().numpy().reshape(len(ok), T, -1), fmap.half().numpy().reshape(len(ok), T, *fmap.shape[1:])
+    for j, v in enumerate(ok):
+        with atomic_path(out / f'{v}.npz') as tmp:
+            with open(tmp, 'wb') as fh: np.savez(fh, vec=vec[j], map=fmap[j], frames=batch[j][1])
+    return {'bad': bad, 'map_shape': list(fmap.shape[2:])}
+
 # %% ../nbs/06_backbones.ipynb #806d69d3
 def features(stream: str, params: dict | None = None, root: str | Path | None = None) -> Path:
     "Stage `features`: cache backbone features of one stream in `data/<dataset>/features/<stream>/`."
     params = params or load_params(); p = params['features']
     if stream not in STREAMS: raise ValueError(f'Unknown stream {stream!r}; valid streams: {", ".join(STREAMS)}')
-    d = data_dir(params['dataset'], root); T, L, S = p['num_frames'], p['flow_length'], p['image_size']
-    in_chans = 3 if stream == 'spatial' else 2 * L
-    bb = BACKBONES.get(p['backbone'])(in_chans=in_chans, weights=p.get('weights'))
+    root = Path(root).absolute() if root else root          # work items carry absolute paths (Ray workers may start elsewhere)
+    name = params['dataset']; d = data_dir(name, root); T, L, S = p['num_frames'], p['flow_length'], p['image_size']
+    bb = cached_backbone(p['backbone'], 3 if stream == 'spatial' else 2 * L, p.get('weights'))   # missing weights: fail before any work
     cfg = {k: p.get(k) for k in ('backbone', 'weights', 'num_frames', 'image_size')} | ({'flow_length': L} if stream == 'temporal' else {})
-    out = prepare_outdir(d / 'features' / stream, cfg)
-    src = d / ('frames' if stream == 'spatial' else 'flow')
+    out = prepare_outdir(features_dir(name, stream, root), cfg)
+    src = frames_dir(name, root) if stream == 'spatial' else flow_dir(name, root)
     videos = sorted(v.name for v in src.iterdir() if v.is_dir() and not v.name.startswith('.'))
     todo = [v for v in videos if not (out / f'{v}.npz').exists()]
-    per = max(1, p.get('batch_size', 64) // T); bad = []
-    torch.set_num_threads(p.get('threads') or torch.get_num_threads())
-    for i in progress(range(0, len(todo), per), f'features ({stream})', total=-(-len(todo) // per)):
-        batch, ok = [], []
-        for v in todo[i:i + per]:
-            try: batch.append(load_inputs(d, v, stream, T, L, S)); ok.append(v)
-            except Exception as e: bad.append((v, f'{type(e).__name__}: {e}'))
-        if not batch: continue
-        x = _normalise(torch.from_numpy(np.concatenate([b[0] for b in batch])), bb, stream)
-        with torch.inference_mode(): vec, fmap = bb.net(x)
-        vec, fmap = vec.half().numpy().reshape(len(ok), T, -1), fmap.half().numpy().reshape(len(ok), T, *fmap.shape[1:])
-        for j, v in enumerate(ok):
-            with atomic_path(out / f'{v}.npz') as tmp:
-                with open(tmp, 'wb') as fh: np.savez(fh, vec=vec[j], map=fmap[j], frames=batch[j][1])
-    if todo: atomic_write_json(out / '_meta.json', {'vec_dim': bb.vec_dim, 'map_shape': list(fmap.shape[2:]), **cfg})
-    with atomic_path(out / '_report.csv') as tmp: pd.DataFrame(bad, columns=['video', 'error']).to_csv(tmp, index=False)
+    per = max(1, p.get('batch_size', 64) // T); bad, shape = [], None
+    s = {'data': str(d), 'out': str(out), 'stream': stream, 'backbone': p['backbone'], 'weights': p.get('weights'),
+         'T': T, 'L': L, 'S': S, 'threads': p.get('threads') or torch.get_num_threads()}
+    shards = {todo[i]: todo[i:i + per] for i in range(0, len(todo), per)}
+    for key, r, err in map_items(_features_shard, [(k, v, s) for k, v in shards.items()], f'features ({stream})', 1,
+                                 runtime_params(params), cpus=s['threads']):
+        if err: bad += [(v, err) for v in shards[key]]
+        else: bad += r['bad']; shape = shape or r['map_shape']
+    if shape: atomic_write_json(out / '_meta.json', {'vec_dim': bb.vec_dim, 'map_shape': shape, **cfg})
+    bad = write_report(out, bad, lambda v: (out / f'{v}.npz').exists())
     print(f'features ({stream}): {len(videos) - len(bad)} videos, {len(bad)} skipped')
     return out
 

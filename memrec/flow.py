@@ -8,10 +8,12 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import Registry, atomic_dir, device as default_device, load_params, prepare_outdir, ref_data, repo_root
-from .data import data_dir, rawframes_dir
+from .core import Registry, atomic_dir, device as default_device, load_params, prepare_outdir, ref_data
+from .data import rawframes_dir
+from .paths import flow_dir, frames_dir, index_path
 from .download import tv_state_dict
-from .frames import _init_worker, dataset_params, link_files, run_pool
+from .executor import _init_worker, run_pool, runtime_params
+from .frames import dataset_params, link_files
 
 # %% auto #0
 __all__ = ['FLOW_METHODS', 'quantise_flow', 'dequantise_flow', 'farneback', 'tvl1', 'pad_to_multiple', 'load_raft', 'raft_flow',
@@ -118,21 +120,23 @@ def _flow_job(item):
 
 def flow(params: dict | None = None, root: str | Path | None = None) -> Path:
     "Stage `flow`: `data/<dataset>/flow/<video>/flow_{x,y}_%05d.jpg` for every decoded video."
-    params = params or load_params(); p = params['flow']; d = data_dir(params['dataset'], root)
+    params = params or load_params(); p = params['flow']; name = params['dataset']
+    root = Path(root).absolute() if root else root          # work items carry absolute paths (Ray workers may start elsewhere)
     fn = FLOW_METHODS.get(p['method']); batched = getattr(fn, 'batched', False)
     opts = {'weights': p.get('raft_weights'), 'iters': p.get('raft_iters', 12)} if batched else {}
     rf = dataset_params(params).get('rawframes') if p.get('from_rawframes', True) else None
     cfg = {'method': p['method'], 'bound': p['bound'], 'frames': params['frames']['short_side']} | opts | \
           ({'rawframes': str(Path(rf).resolve())} if rf else {})
-    out = prepare_outdir(d / 'flow', cfg)
-    videos = sorted(v.name for v in (d / 'frames').iterdir() if v.is_dir() and not v.name.startswith('.'))
-    path_of = dict(zip(*pd.read_csv(d / 'index.csv', usecols=['video', 'path']).values.T)) if rf else {}
+    out, src = prepare_outdir(flow_dir(name, root), cfg), frames_dir(name, root)
+    videos = sorted(v.name for v in src.iterdir() if v.is_dir() and not v.name.startswith('.'))
+    path_of = dict(zip(*pd.read_csv(index_path(name, root), usecols=['video', 'path']).values.T)) if rf else {}
     def link(v):
         f = rawframes_dir(rf, path_of[v]) if v in path_of else None
         return str(f) if f is not None and (f / 'flow_x_00001.jpg').exists() else None
-    items = [(v, str(d / 'frames' / v), str(out / v), p['method'], p['bound'], p.get('batch_size', 16), opts, link(v) if rf else None)
+    items = [(v, str(src / v), str(out / v), p['method'], p['bound'], p.get('batch_size', 16), opts, link(v) if rf else None)
              for v in videos]
-    bad = run_pool(_flow_job, items, out, f'flow ({p["method"]})', 1 if batched else p.get('workers', 2))
+    bad = run_pool(_flow_job, items, out, f'flow ({p["method"]})', 1 if batched else p.get('workers', 2), runtime_params(params),
+                   gpus=1 if batched else 0)
     print(f'flow: {len(items) - len(bad)} videos ({sum(it[-1] is not None for it in items)} linked from rawframes), '
           f'{len(bad)} skipped (see {out / "_report.csv"})')
     return out

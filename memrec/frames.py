@@ -4,15 +4,16 @@
 
 # %% ../nbs/03_frames.ipynb #47c44a8c
 from __future__ import annotations
-import os, shutil, warnings
-from multiprocessing import get_context
+import os, shutil
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import atomic_dir, atomic_path, load_params, prepare_outdir, progress, ref_data, repo_root
-from .data import DATASETS, data_dir, rawframes_dir
+from .core import atomic_dir, load_params, prepare_outdir, ref_data
+from .data import DATASETS, rawframes_dir
+from .executor import run_pool, runtime_params
+from .paths import frames_dir, index_path, raw_dir
 
 # %% auto #0
-__all__ = ['short_side_size', 'read_video', 'resize_short', 'write_frames', 'run_pool', 'link_files', 'dataset_params', 'frames']
+__all__ = ['short_side_size', 'read_video', 'resize_short', 'write_frames', 'link_files', 'dataset_params', 'frames']
 
 # %% ../nbs/03_frames.ipynb #22fc05a5
 def short_side_size(w: int, h: int, short: int) -> tuple[int, int]:
@@ -53,35 +54,6 @@ def write_frames(frames: np.ndarray, dst: Path, short: int, quality: int = 95) -
             if not ok: raise OSError(f'cannot write {tmp}')
     return len(frames)
 
-# %% ../nbs/03_frames.ipynb #f982687f
-def _init_worker():
-    import cv2; cv2.setNumThreads(1)
-    os.environ['OMP_NUM_THREADS'] = '1'
-
-def run_pool(fn, items: list, out: Path, desc: str, workers: int = 2) -> pd.DataFrame:
-    """Call `fn(item)` for each `(video, ...)` item whose `out/video` folder is missing, in `workers` processes.
-    Returns (and writes to `out/_report.csv`) the videos that failed, with the reason."""
-    todo = [it for it in items if not (out / it[0]).exists()]
-    bad = []
-    def consume(results):
-        for video, err in progress(results, desc, total=len(todo)):
-            if err: warnings.warn(f'{desc}: skipping {video}: {err}'); bad.append((video, err))
-    if workers > 1 and len(todo) > 1:
-        with get_context('spawn').Pool(workers, initializer=_init_worker) as pool:
-            consume(pool.imap_unordered(_safe, [(fn, it) for it in todo], chunksize=1))
-    else: consume(map(_safe, [(fn, it) for it in todo]))
-    report = pd.DataFrame(bad, columns=['video', 'error'])
-    old = out / '_report.csv'
-    if old.exists():  # keep failures of earlier (resumed) runs that are still not done
-        prev = pd.read_csv(old); report = pd.concat([prev[~prev.video.isin(report.video) & ~prev.video.map(lambda v: (out / v).exists())], report])
-    with atomic_path(out / '_report.csv') as tmp: report.to_csv(tmp, index=False)
-    return report
-
-def _safe(job):
-    fn, item = job
-    try: fn(item); return item[0], ''
-    except Exception as e: return item[0], f'{type(e).__name__}: {e}'
-
 # %% ../nbs/03_frames.ipynb #439708fe
 def _frames_job(item):
     video, src, dst, short = item
@@ -109,16 +81,17 @@ def frames(params: dict | None = None, root: str | Path | None = None) -> Path:
     """Stage `frames`: decode every indexed video to `data/<dataset>/frames/<video>/img_%05d.jpg`, or link the
     frames of `datasets.<dataset>.rawframes` (mmaction2 layout) when that is set."""
     params = params or load_params(); name = params['dataset']; p = params['frames']
-    d = data_dir(name, root); idx = pd.read_csv(d / 'index.csv'); ds = DATASETS.get(name)
+    root = Path(root).absolute() if root else root          # work items carry absolute paths (Ray workers may start elsewhere)
+    idx = pd.read_csv(index_path(name, root)); ds = DATASETS.get(name)
     rf, copy = dataset_params(params).get('rawframes'), bool(p.get('copy_rawframes', False))
     if rf:
-        out = prepare_outdir(d / 'frames', {'rawframes': str(Path(rf).resolve()), 'copy': copy})
+        out = prepare_outdir(frames_dir(name, root), {'rawframes': str(Path(rf).resolve()), 'copy': copy})
         items = [(v, str(rawframes_dir(rf, path)), str(out / v), 'img_*.jpg', copy) for v, path in zip(idx.video, idx.path)]
         job, what = _link_job, 'linked from rawframes'
     else:
-        out = prepare_outdir(d / 'frames', {'short_side': p['short_side']})
-        items = [(v, str(d / 'raw' / ds.videos_dir / path), str(out / v), p['short_side']) for v, path in zip(idx.video, idx.path)]
+        out = prepare_outdir(frames_dir(name, root), {'short_side': p['short_side']})
+        items = [(v, str(raw_dir(name, root) / ds.videos_dir / path), str(out / v), p['short_side']) for v, path in zip(idx.video, idx.path)]
         job, what = _frames_job, 'decoded'
-    bad = run_pool(job, items, out, 'frames', p.get('workers', 2))
+    bad = run_pool(job, items, out, 'frames', p.get('workers', 2), runtime_params(params))
     print(f'frames: {len(items) - len(bad)} videos {what}, {len(bad)} skipped (see {out / "_report.csv"})')
     return out

@@ -17,11 +17,11 @@ from .core import load_params, repo_root
 __all__ = ['UNION_TAGS', 'MESSAGES', 'TRAIN_MODES', 'BN_MODES', 'SAMPLINGS', 'SCALES', 'Positive', 'NonNegative', 'Count',
            'Index', 'Fraction', 'Unit', 'MODEL_KEYS', 'MemrecError', 'ParamsError', 'key_path', 'params_line',
            'validation_line', 'problem', 'choice', 'dataset_names', 'backbone_names', 'flow_method_names',
-           'model_names', 'fusion_rules', 'streams', 'optimizer_names', 'recipe_names', 'dataset_splits',
-           'stream_keys_problem', 'per_stream', 'Section', 'Closed', 'TrainSection', 'FinetuneSection',
-           'model_keywords', 'ModelEntry', 'PipelineSection', 'FramesSection', 'FlowSection', 'FeaturesSection',
-           'FusionSection', 'LocaliseSection', 'TablesSection', 'Params', 'check_references', 'validate_params',
-           'yaml_line', 'read_params']
+           'model_names', 'fusion_rules', 'streams', 'executor_names', 'optimizer_names', 'recipe_names',
+           'dataset_splits', 'stream_keys_problem', 'per_stream', 'Section', 'Closed', 'TrainSection',
+           'FinetuneSection', 'model_keywords', 'ModelEntry', 'PipelineSection', 'FramesSection', 'FlowSection',
+           'FeaturesSection', 'FusionSection', 'LocaliseSection', 'TablesSection', 'RuntimeSection', 'Params',
+           'check_references', 'validate_params', 'yaml_line', 'read_params']
 
 # %% ../nbs/00a_schema.ipynb #7dbf2745
 class MemrecError(ValueError):
@@ -93,6 +93,7 @@ def flow_method_names(): from memrec.flow import FLOW_METHODS; return FLOW_METHO
 def model_names(): from memrec.models.base import import_all_models; return import_all_models()
 def fusion_rules(): from memrec.evaluate import FUSION_RULES; return FUSION_RULES
 def streams(): from memrec.backbones import STREAMS; return STREAMS
+def executor_names(): from memrec.executor import EXECUTORS; return EXECUTORS
 def _train_registries():
     from memrec.recipes import OPTIMIZERS, RECIPES
     return OPTIMIZERS, RECIPES
@@ -261,6 +262,12 @@ class LocaliseSection(Section):
 class TablesSection(Section):
     notebooks: list[str] = None
 
+class RuntimeSection(Closed):
+    executor: choice('executor', executor_names) = None
+    address: Optional[str] = None       # a Ray cluster; null: a local Ray with `workers` CPUs
+    workers: Count = None
+    retries: Index = None
+
 # %% ../nbs/00a_schema.ipynb #bb334477
 class Params(Section):
     "params.yaml as a whole (errors in field order: the first one is reported)."
@@ -279,6 +286,7 @@ class Params(Section):
     fusion: FusionSection = None
     localise: LocaliseSection = None
     tables: TablesSection = None
+    runtime: RuntimeSection = None
 
     @field_validator('models')
     @classmethod
