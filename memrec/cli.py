@@ -46,10 +46,10 @@ def feature_streams(params: dict, model: str, stream: str) -> tuple[str, ...]:
 
 def check_features(params: dict, model: str, stream: str, root: str | Path | None = None):
     "`data/<dataset>/features/<s>` must hold features for each stream `s` that `model` reads; else say which DVC stage makes them."
-    from memrec.data import data_dir
+    from memrec.paths import features_dir
     root = Path(root or repo_root())
     for s in feature_streams(params, model, stream):
-        d = data_dir(params['dataset'], root) / 'features' / s
+        d = features_dir(params['dataset'], s, root)
         if not d.is_dir() or not any(not f.name.startswith('.') for f in d.iterdir()):
             raise MemrecError(f'{d.relative_to(root)} is missing or empty: run `dvc repro features@{s}` to compute the cached {s} features')
 
@@ -70,12 +70,25 @@ def parser() -> Parser:
     for s in ('train', 'evaluate'):
         a = sub.add_parser(s); a.add_argument('--model', required=True); a.add_argument('--stream', required=True, choices=STREAMS)
     sub.add_parser('fuse').add_argument('--model', required=True)
+    a = sub.add_parser('predict', description='Classify one video with the trained models of both streams (see nbs/12_predict.ipynb).')
+    a.add_argument('video', help='a video file PyAV can decode')
+    a.add_argument('--model', default='matdl', help='trained model (a folder of --results; default: matdl)')
+    a.add_argument('--results', help="a split's results folder (default: results/<dataset>/split<k> of params.yaml)")
+    a.add_argument('--out', default='.', help='folder for the timeline PNG (default: the current folder)')
+    a.add_argument('--stream', default='both', choices=('both', *STREAMS), help='run one stream alone (default: both, fused)')
+    a.add_argument('--classes', help='classInd.txt-style file of the classes expected, in label order: refuse models trained on others')
+    a.add_argument('--top', type=int, default=5, help='classes listed per stream (default: 5)')
     return ap
 
 # %% ../nbs/11_cli.ipynb #92332fd4
 def run(argv=None):
     "Parse the command line, check params.yaml and the stage's inputs, run the stage."
     args = parser().parse_args(argv)
+    if args.stage == 'predict':            # reads each model.pt, not params.yaml: runs outside the repository too
+        from memrec.backbones import STREAMS
+        from memrec.predict import predict_video
+        return predict_video(args.video, args.model, args.results, args.out, STREAMS if args.stream == 'both' else (args.stream,),
+                             args.classes, args.top)
     params = validate_params(read_params())
     if args.stage in ('train', 'evaluate', 'fuse'): check_model(params, args.model)
     if args.stage in ('train', 'evaluate') and train_mode(params) == 'features': check_features(params, args.model, args.stream)

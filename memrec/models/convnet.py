@@ -13,7 +13,12 @@ __all__ = ['ConvNet']
 # %% ../../nbs/07a_convnet.ipynb #a0743e9d
 @MODELS.register('convnet')
 class ConvNet(TemporalModel):
-    "Per-frame linear classifier on pooled features; video logits = mean of frame logits over valid frames."
+    """Per-frame linear classifier on pooled features; video logits = mean of frame logits over valid frames.
+
+    Paper: the two-stream "ConvNet" baseline of 000 (Table 2) and of 001: Li, Gavves, Jain, Snoek, VideoLSTM Convolves, Attends and Flows for Action Recognition, CVIU 2018 (Table 1).
+    Equation: logits = (1/T) sum_t (W x_t + b) over the valid frames (TSN's average consensus).
+    Input `x` (B,T,D) pooled frame features, `mask` (B,T) bool; output `logits` (B,K), `step_logits` (B,T,K).
+    Defaults: dropout=0.5 (not stated in the papers)."""
     extras = ('step_logits',)
     def __init__(self, in_dim: int, n_classes: int, dropout: float = 0.5):
         super().__init__(in_dim, n_classes)

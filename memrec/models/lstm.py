@@ -13,7 +13,13 @@ __all__ = ['LSTM']
 # %% ../../nbs/07b_lstm.ipynb #2f0c5f8b
 @MODELS.register('lstm')
 class LSTM(TemporalModel):
-    "LSTM over per-frame features; video logits = mean over valid steps of the per-step logits."
+    """LSTM over per-frame features; video logits = mean over valid steps of the per-step logits.
+
+    Paper: the "LSTM" baseline of 000 (Table 2) and of 001: Li, Gavves, Jain, Snoek, VideoLSTM Convolves, Attends and Flows for Action Recognition, CVIU 2018 (Table 1, Sec. 5.2).
+    Equations: h_t, c_t = LSTM(x_t; h_(t-1), c_(t-1)); logits = (1/T) sum_t (W h_t + b) over the valid steps.
+    Input `x` (B,T,D), `mask` (B,T) bool; output `logits` (B,K), `step_logits` (B,T,K).
+    Defaults: hidden=512 (001 Sec. 5.2: one layer of 512 hidden units); dropout=0.5 on the inputs and before the
+    classifier (not stated)."""
     extras = ('step_logits',)
     def __init__(self, in_dim: int, n_classes: int, hidden: int = 512, dropout: float = 0.5):
         super().__init__(in_dim, n_classes)

@@ -140,7 +140,16 @@ class MATDLRecurrence(torch.autograd.Function):
 # %% ../../nbs/07d_matdl.ipynb #cc12e6b8
 @MODELS.register('matdl')
 class MATDL(TemporalModel):
-    "Memory-Augmented Temporal Dynamic Learning (000), batched over videos."
+    """Memory-Augmented Temporal Dynamic Learning (000), batched over videos.
+
+    Paper: 000: Yuan, Wang, Wang, Memory-Augmented Temporal Dynamic Learning for Action Recognition, AAAI 2019.
+    Equations: the memory is read as the mean of its items, mh_t (Eq. 1); a context LSTM gives ce_t (Eq. 3) and is
+    reset to zero where s_t = 0 (Eq. 4-5); the controller scores q_t = v_s^T ReLU(W_sf x_t + W_sc ce_t + W_sm mh_t + b_s)
+    (Eq. 6), a_t = sigmoid(q_t) (Eq. 7), s_t = [a_t > thr] (Eq. 8-9), trained with the straight-through estimator
+    (Eq. 10); where s_t = 1 the item W_w x_t is appended to the memory (Eq. 2); the mean item is classified.
+    Input `x` (B,T,D), `mask` (B,T) bool (optional); output `logits` (B,K), `s` (B,T) write decisions, `a` (B,T) gates.
+    Defaults: hidden=512, mem_dim=512, ctrl_dim=hidden (000 states no sizes: 001's LSTM size), thr=0.5 (000, after
+    Eq. 9), dropout=0.5 (not stated); ablations: reset=False (no Eq. 4-5), write='all' (s_t = 1)."""
     inputs, extras = 'vec', ('s', 'a')
     def __init__(self, in_dim: int, n_classes: int, hidden: int = 512, mem_dim: int = 512, ctrl_dim: int | None = None,
                  thr: float = 0.5, dropout: float = 0.5, reset: bool = True, write: str = 'learned', impl: str = 'fused'):

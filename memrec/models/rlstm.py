@@ -111,7 +111,14 @@ def _xavier_(module: nn.Module):
 
 @MODELS.register('rlstm')
 class RLSTMNet(TemporalModel):
-    "Relational LSTM network (non-local branch alone, Section 5.3 of 002): R-LSTM, residual stage, GAP, dropout, FC."
+    """Relational LSTM network (non-local branch alone, Section 5.3 of 002): R-LSTM, residual stage, GAP, dropout, FC.
+
+    Paper: 002: Chen, Ramachandra, Wu, Vatsavai, Relational Long Short-Term Memory for Video Action Recognition.
+    Equations: r(X, Y)_i = sum_j softmax_j(theta(x_i)^T phi(y_j)) g(y_j) (Eq. 1-2, 4); the LSTM gates are relations,
+    i_t = sigmoid[r_ix(X_t, X_t) + r_ih(X_t, H_(t-1))], likewise f_t, o_t, and g_t with tanh (Eq. 3).
+    Input `x` (B,T,C,H,W), `mask` (B,T) bool; output `logits` (B,K).
+    Defaults: hidden=C/2, embed=C/2 (the non-local block's width; not stated), res_blocks=1 (Sec. 4: one conv5_3
+    block after the R-LSTM), bottleneck=C/4, dropout=0.8 (Sec. 5.2, RGB; 0.7 for flow), bn_momentum=1e-3 (Sec. 5.2)."""
     inputs = 'map'
     n_branches = 1                       # video-level vectors of C channels concatenated before the classifier
     def __init__(self, in_dim, n_classes: int, hidden: int | None = None, embed: int | None = None,
@@ -134,7 +141,12 @@ class RLSTMNet(TemporalModel):
 @MODELS.register('rlstm2b')
 class TwoBranchNet(RLSTMNet):
     """Two-branch network (Section 4 of 002): [local stage per snippet + GAP + temporal mean ; non-local branch], dropout, FC.
-    `branches='local'` keeps the local branch alone (Table 4's first row); `'nonlocal'` is the same network as `rlstm`."""
+    `branches='local'` keeps the local branch alone (Table 4's first row); `'nonlocal'` is the same network as `rlstm`.
+
+    Paper: 002: Chen, Ramachandra, Wu, Vatsavai, Relational Long Short-Term Memory for Video Action Recognition, Sec. 4 (Tables 2-4).
+    Equations: as `rlstm` (Eq. 1-4) for the non-local branch; the local branch is a residual stage on every snippet.
+    Input `x` (B,T,C,H,W), `mask` (B,T) bool; output `logits` (B,K).
+    Defaults: as `rlstm`, local_blocks=1, branches='both'."""
     BRANCHES = ('both', 'local', 'nonlocal')
     def __init__(self, in_dim, n_classes: int, hidden: int | None = None, embed: int | None = None,
                  res_blocks: int = 1, local_blocks: int = 1, bottleneck: int | None = None, dropout: float = 0.8,

@@ -31,7 +31,15 @@ class FrameAttention(nn.Module):
 # %% ../../nbs/07h_tattn.ipynb #31915d35
 @MODELS.register('tattn')
 class TemporalAttentionLSTM(TemporalModel):
-    "Temporal attention LSTM of 003: attention-weighted frame sum (Eq. 4-6) into stacked LSTMs, per-step softmax (Eq. 7)."
+    """Temporal attention LSTM of 003: attention-weighted frame sum (Eq. 4-6) into stacked LSTMs, per-step softmax (Eq. 7).
+
+    Paper: 003: Liu, Tian, Wang, Improving Human Action Recognition by Temporal Attention, ICIP 2017.
+    Equations: x_t = sum_i alpha_i^t v_i (Eq. 4), e_i^t = tanh(w_a^T h_(t-1) + u_a^T v_i + b_a) (Eq. 5), alpha^t = softmax
+    of e^t over the frames (Eq. 6), stacked LSTMs (Eq. 3), y_t = softmax(W_y h_t + b_y) at every step (Eq. 7); loss:
+    the steps' cross-entropy summed plus l2 times the squared weights (Eq. 8).
+    Input `x` (B,T,D), `mask` (B,T) bool; output `logits` (B,K: log of the mean probability of the last `last` steps),
+    `alpha` (B,T steps,T frames), `step_logits` (B,T,K).
+    Defaults: hidden=512, layers=2, last=10 (003 Sec. 3.2), l2=1e-4 (not stated), att_dim=0 (Eq. 5's scalar form)."""
     inputs = 'vec'
     extras = ('alpha', 'step_logits')
     attentive = True
@@ -73,7 +81,12 @@ class TemporalAttentionLSTM(TemporalModel):
 # %% ../../nbs/07h_tattn.ipynb #6de9c3e3
 @MODELS.register('tattn_mean')
 class MeanInputLSTM(TemporalAttentionLSTM):
-    "Baseline of 003 (Section 3.3): the LSTM reads the mean of the real frame features at every step."
+    """Baseline of 003 (Section 3.3): the LSTM reads the mean of the real frame features at every step.
+
+    Paper: 003: Liu, Tian, Wang, Improving Human Action Recognition by Temporal Attention, ICIP 2017, Sec. 3.3.
+    Equations: as `tattn` (Eq. 3, 7, 8) with x_t = the mean of the real v_i at every step instead of Eq. 4-6.
+    Input `x` (B,T,D), `mask` (B,T) bool; output `logits` (B,K), `alpha` (B,T,T) (uniform), `step_logits` (B,T,K).
+    Defaults: hidden=512, layers=2, last=10 (003 Sec. 3.2), l2=1e-4 (not stated)."""
     attentive = False
     def __init__(self, in_dim: int, n_classes: int, hidden: int = 512, layers: int = 2, last: int = 10, l2: float = 1e-4):
         super().__init__(in_dim, n_classes, hidden=hidden, layers=layers, last=last, l2=l2)

@@ -114,7 +114,14 @@ def _map_dim(in_dim) -> tuple[int, int, int]:
 
 @MODELS.register('alstm')
 class ALSTM(_AttnLSTMFamily):
-    "ALSTM (001, Sec. 3 and Table 1; Sharma et al.): spatial soft attention from h_{t-1}, LSTM on the expected feature."
+    """ALSTM (001, Sec. 3 and Table 1; Sharma et al.): spatial soft attention from h_(t-1), LSTM on the expected feature.
+
+    Paper: 001: Li, Gavves, Jain, Snoek, VideoLSTM Convolves, Attends and Flows for Action Recognition, CVIU 2018, Sec. 3.1 and 5.2.
+    Equations: Z_t = W_z * tanh(W_xa * X_t + W_ha h_(t-1) + b_a) (Eq. 7 with a vector state), A_t = softmax of Z_t
+    over the H*W positions (Eq. 8), x~_t = sum_ij A_t^ij X_t^ij, then an LSTM on x~_t (Eq. 1-6, fully connected).
+    Input `x` (B,T,C,H,W) feature maps, `mask` (B,T) bool; output `logits` (B,K), `attn` (B,T,H,W), `step_logits` (B,T,K).
+    Defaults (001 Sec. 5.2): hidden=512, att=512, fc=1024, dropout=0.7; attn='mlp' (Eq. 7; 'location': Sharma et
+    al.'s form), loss='frame' (every frame's prediction is trained)."""
     def __init__(self, in_dim, n_classes: int, hidden: int = 512, att: int = 512, attn: str = 'mlp',
                  fc: int = 1024, dropout: float = 0.7, loss: str = 'frame'):
         super().__init__(in_dim, n_classes, fc, dropout, loss)
@@ -138,7 +145,13 @@ class ALSTM(_AttnLSTMFamily):
 # %% ../../nbs/07e_videolstm.ipynb #4ddafa6e
 @MODELS.register('convlstm')
 class ConvLSTM(_AttnLSTMFamily):
-    "ConvLSTM (001, Eq. 1-6): convolutional gates on the frame maps, no attention."
+    """ConvLSTM (001, Eq. 1-6): convolutional gates on the frame maps, no attention.
+
+    Paper: 001: Li, Gavves, Jain, Snoek, VideoLSTM Convolves, Attends and Flows for Action Recognition, CVIU 2018, Table 1 baseline (Shi et al.'s ConvLSTM).
+    Equations 1-6: I_t, F_t, O_t = sigmoid(W_x. * X_t + W_h. * H_(t-1) + b_.), G_t = tanh(W_xg * X_t + W_hg * H_(t-1) + b_g),
+    C_t = F_t o C_(t-1) + I_t o G_t, H_t = O_t o tanh(C_t), with k x k convolutions *.
+    Input `x` (B,T,C,H,W), `mask` (B,T) bool; output `logits` (B,K), `step_logits` (B,T,K).
+    Defaults (001 Sec. 5.2): hidden=512, k=3, fc=1024, dropout=0.7."""
     extras = ('step_logits',)
     def __init__(self, in_dim, n_classes: int, hidden: int = 512, k: int = 3,
                  fc: int = 1024, dropout: float = 0.7, loss: str = 'frame'):
@@ -154,7 +167,13 @@ class ConvLSTM(_AttnLSTMFamily):
 # %% ../../nbs/07e_videolstm.ipynb #f8089a73
 @MODELS.register('convalstm')
 class ConvALSTM(_AttnLSTMFamily):
-    "Convolutional ALSTM (001, Eq. 1-9): attention map from X_t and H_{t-1} re-weights X_t, convolutional LSTM on it."
+    """Convolutional ALSTM (001, Eq. 1-9): attention map from X_t and H_(t-1) re-weights X_t, convolutional LSTM on it.
+
+    Paper: 001: Li, Gavves, Jain, Snoek, VideoLSTM Convolves, Attends and Flows for Action Recognition, CVIU 2018, Sec. 3.1.
+    Equations: Z_t = W_z * tanh(W_xa * X_t + W_ha * H_(t-1) + b_a) (Eq. 7), A_t = softmax of Z_t over positions (Eq. 8),
+    X~_t = A_t o X_t (Eq. 9), then the ConvLSTM of Eq. 1-6 on X~_t.
+    Input `x` (B,T,C,H,W), `mask` (B,T) bool; output `logits` (B,K), `attn` (B,T,H,W), `step_logits` (B,T,K).
+    Defaults (001 Sec. 5.2): hidden=512, att=512, k=3, att_k=1 (1x1 attention convolutions), fc=1024, dropout=0.7."""
     def __init__(self, in_dim, n_classes: int, hidden: int = 512, att: int = 512, k: int = 3, att_k: int = 1,
                  fc: int = 1024, dropout: float = 0.7, loss: str = 'frame'):
         super().__init__(in_dim, n_classes, fc, dropout, loss)
@@ -179,7 +198,16 @@ def _two_map_dims(in_dim):
 
 @MODELS.register('videolstm')
 class VideoLSTM(ConvALSTM):
-    "VideoLSTM (001, Eq. 1-15): ConvALSTM on the top stream, attention from a bottom ConvLSTM over flow maps."
+    """VideoLSTM (001, Eq. 1-15): ConvALSTM on the top stream, attention from a bottom ConvLSTM over flow maps.
+
+    Paper: 001: Li, Gavves, Jain, Snoek, VideoLSTM Convolves, Attends and Flows for Action Recognition, CVIU 2018, Sec. 3.2.
+    Equations: a bottom ConvLSTM over the flow maps M_t that also reads the top layer's H_(t-1) gives H^m_t (Eq. 10-15);
+    the attention of Eq. 7-8 is computed from H^m_t and re-weights the top stream's X_t (Eq. 9); the top ConvLSTM
+    (Eq. 1-6) is classified.
+    Input `x` = (rgb maps, flow maps), each (B,T,C,H,W), `mask` (B,T) bool; output `logits` (B,K), `attn` (B,T,H,W),
+    `step_logits` (B,T,K).
+    Defaults (001 Sec. 5.2): hidden=512, hidden_m=hidden, att=512, k=3, att_k=1, fc=1024, dropout=0.7;
+    top_stream='rgb' (Table 2: motion-based attention on RGB input)."""
     inputs = 'map2'
     def __init__(self, in_dim, n_classes: int, hidden: int = 512, hidden_m: int | None = None, att: int = 512,
                  k: int = 3, att_k: int = 1, top_stream: str = 'rgb', fc: int = 1024, dropout: float = 0.7,
