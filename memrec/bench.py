@@ -11,7 +11,8 @@ from .core import Registry, device as default_device
 from .models.base import masked_mean
 
 # %% auto #0
-__all__ = ['BENCHMARKS', 'time_round_robin', 'bench_matdl', 'bench_flow', 'bench_finetune', 'main']
+__all__ = ['BENCHMARKS', 'time_round_robin', 'bench_matdl', 'bench_flow', 'bench_finetune', 'bench_cluster', 'bench_train',
+           'bench_memory', 'main']
 
 # %% ../nbs/13_bench.ipynb #209d99b3
 BENCHMARKS = Registry('benchmark', 'python -m memrec.bench NAME')
@@ -134,6 +135,121 @@ def bench_finetune(models: str = 'convnet,matdl', backbone: str = 'resnet101', s
     log('finetune ' + ' '.join(f'{n}_clips_per_s={res[n]["clips_per_s"]:.2f}' for n in names))
     return res
 
+# %% ../nbs/13_bench.ipynb #08e0c05f
+@BENCHMARKS.register('cluster')
+def bench_cluster(videos: int = 8, frames: int = 4, width: int = 320, height: int = 240, method: str = 'tvl1',
+                  max_workers: int = 2, local: bool = True, video: str = '', log=print) -> dict:
+    "Flow pairs/s of the flow stage's per-video function as Ray tasks on 1 and `max_workers` CPUs; last line is the summary."
+    import os, tempfile, cv2
+    from pathlib import Path
+    from memrec.executor import import_ray, run_pool
+    from memrec.flow import _flow_job, bench_frames
+    ray = import_ray()
+    if ray.is_initialized(): raise RuntimeError('bench cluster starts its own Ray instances: run it in a process without one')
+    fr, pairs, res = bench_frames(videos + frames - 1, width, height, video), videos * (frames - 1), {}
+    log(f'cluster benchmark: {method} flow, {videos} videos x {frames - 1} pairs of {width}x{height}, '
+        f'cpu cores={os.cpu_count()}, ray {ray.__version__}')
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d); names = [f'v{k:03d}' for k in range(videos)]
+        for k, v in enumerate(names):
+            (d / 'frames' / v).mkdir(parents=True)
+            for i in range(frames): cv2.imwrite(str(d / 'frames' / v / f'img_{i + 1:05d}.jpg'), fr[k + i])
+        def run(out, vids, runtime, workers=1):
+            items = [(v, str(d / 'frames' / v), str(out / v), method, 20, 16, {}, None) for v in vids]
+            t0 = time.perf_counter(); rep = run_pool(_flow_job, items, out, f'flow ({method})', workers, runtime)
+            if len(rep): raise RuntimeError(f'bench cluster: {rep.error.iloc[0]}')
+            return pairs / (time.perf_counter() - t0)
+        for w in (1, max_workers):
+            ray.init(address='local', num_cpus=w, include_dashboard=False, log_to_driver=False)
+            try:
+                run(d / f'warm{w}', names[:w], {'executor': 'ray'})
+                load = os.getloadavg()[0]; res[w] = run(d / f'ray{w}', names, {'executor': 'ray'})
+            finally: ray.shutdown()
+            log(f'  ray, {w} worker{"s" if w > 1 else " "}  {res[w]:8.2f} pairs/s  (load average before: {load:.1f})')
+        tree = lambda o: {f.relative_to(o): f.read_bytes() for f in sorted(o.rglob('*.jpg'))}
+        if tree(d / 'ray1') != tree(d / f'ray{max_workers}'): raise RuntimeError('bench cluster: 1 and 2 workers wrote different flow')
+        if local:
+            load = os.getloadavg()[0]; res['local'] = run(d / 'local', names, {'executor': 'local'}, max_workers)
+            log(f'  local pool, {max_workers} processes {res["local"]:8.2f} pairs/s  (load average before: {load:.1f}; pool start-up included)')
+    out = {'flow_pairs_per_s': res[max_workers], f'scaling_{max_workers}_workers': res[max_workers] / res[1],
+           'pairs_per_s': res}
+    log(f'cluster flow_pairs_per_s={res[max_workers]:.2f} scaling_{max_workers}_workers={res[max_workers] / res[1]:.2f}')
+    return out
+
+# %% ../nbs/13_bench.ipynb #90e2ec40
+@BENCHMARKS.register('train')
+def bench_train(models: str = '', B: int = 64, T: int = 12, vec: int = 1280, map_c: int = 320, map_hw: int = 4,
+                rounds: int = 5, threads: int = 1, log=print) -> dict:
+    "Training clips/s of every configured model (or the comma-separated `models`) and the ratio to an `nn.LSTM` of its width."
+    import numpy as np
+    from memrec.core import load_params
+    from memrec.recipes import model_arch, model_config
+    from memrec.models.base import build_model, import_all_models
+    torch.set_num_threads(threads); P = load_params(); names = [m for m in (models.split(',') if models else P['models']) if m]
+    g = torch.Generator().manual_seed(0); res = {}
+    for name in names:
+        arch = model_arch(P, name); inputs = import_all_models().get(arch).inputs
+        kw, _ = model_config(P, name, 'temporal'); kw = {k: v for k, v in kw.items() if k != 'dropout'}
+        shape = (vec,) if inputs.startswith('vec') else (map_c, map_hw, map_hw)
+        x1 = torch.randn(B, T, *shape, generator=g); x = (x1, x1.clone()) if inputs.endswith('2') else x1
+        y = torch.randint(0, 101, (B,), generator=g); mask = torch.ones(B, T, dtype=torch.bool)
+        torch.manual_seed(0); net = build_model(arch, shape if len(shape) > 1 else vec, 101, **kw).train()
+        H = kw.get('hidden', 256); flat = x1.flatten(2) if len(shape) > 1 else x1
+        lstm, head = nn.LSTM(flat.shape[-1] * (2 if inputs.endswith('2') else 1), H, batch_first=True), nn.Linear(H, 101)
+        lin = torch.cat([flat, flat], -1) if inputs.endswith('2') else flat
+        opt = torch.optim.SGD(net.parameters(), lr=1e-3); opt2 = torch.optim.SGD([*lstm.parameters(), *head.parameters()], lr=1e-3)
+        def model_step(): opt.zero_grad(); net.loss(net(x, mask), y).backward(); opt.step()
+        def lstm_step(): opt2.zero_grad(); F.cross_entropy(head(lstm(lin)[0].mean(1)), y).backward(); opt2.step()
+        t = time_round_robin({'model': model_step, 'lstm': lstm_step}, rounds=rounds)
+        res[name] = {'clips_per_s': B / t['model'], 'lstm_clips_per_s': B / t['lstm'], 'ratio_vs_lstm': t['model'] / t['lstm']}
+        log(f"  {name:14s} {res[name]['clips_per_s']:8.1f} clips/s   nn.LSTM {res[name]['lstm_clips_per_s']:8.1f} clips/s   "
+            f"cost ratio {res[name]['ratio_vs_lstm']:5.2f}")
+    worst = max(res, key=lambda n: res[n]['ratio_vs_lstm'])
+    log(f"train models={len(res)} median_ratio_vs_lstm={np.median([r['ratio_vs_lstm'] for r in res.values()]):.2f} "
+        f"slowest={worst}:{res[worst]['ratio_vs_lstm']:.2f}")
+    return res
+
+# %% ../nbs/13_bench.ipynb #e4f840a2
+_EPOCH = """
+import resource, sys, time, numpy as np, torch
+from memrec.featdata import RowStore, Rows, FeatureSource
+from memrec.train import fit
+from memrec.models.base import build_model
+path, kind, ram = sys.argv[1], sys.argv[2], sys.argv[3] == 'ram'
+torch.set_num_threads(1); st = RowStore(path); n = len(st)
+x = Rows(st, np.arange(n))
+if ram: x = x[np.arange(n)]                                   # the whole dataset as one float32 tensor
+y = torch.arange(n) % 10
+net = build_model('lstm', st.shape[-1], 10, hidden=256) if kind == 'vec' else build_model('convlstm', tuple(st.shape[2:]), 10, hidden=32, fc=256)
+t0 = time.perf_counter()
+fit(net, FeatureSource({'x': (x,), 'y': y}, 'vec' if kind == 'vec' else 'map'), {'optimizer': 'sgd', 'lr': 0.01, 'batch_size': 64, 'epochs': 1})
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n / (time.perf_counter() - t0))
+"""
+
+@BENCHMARKS.register('memory')
+def bench_memory(sizes: str = '1000,10000', kind: str = 'vec', T: int = 12, dim: int = 1280, log=print) -> dict:
+    "Peak RSS of one training epoch over synthetic feature stores of each size, and store vs in-memory throughput."
+    import os, subprocess, tempfile
+    import numpy as np
+    from pathlib import Path
+    from memrec.featdata import write_rows
+    shape = (T, dim) if kind == 'vec' else (T, 64, 4, 4)
+    ns = [int(s) for s in sizes.split(',')]; res = {}
+    env = {**os.environ, 'MEMREC_QUIET': '1'}
+    run = lambda p, mode: [float(v) for v in subprocess.run([sys.executable, '-c', _EPOCH, str(p), kind, mode], env=env, check=True,
+                                                                capture_output=True, text=True).stdout.split()[-2:]]
+    with tempfile.TemporaryDirectory() as d:
+        for n in ns:
+            rng = np.random.default_rng(n); p = Path(d) / f'store_{n}.npy'
+            write_rows(p, (rng.standard_normal(shape, dtype=np.float32) for _ in range(n)), n)
+            rss, cps = run(p, 'store'); res[n] = {'peak_rss_mb': rss, 'clips_per_s': cps, 'store_mb': p.stat().st_size / 2**20}
+            log(f'  {n:6d} videos ({res[n]["store_mb"]:.0f} MB store): peak RSS {rss:.0f} MB, {cps:.0f} clips/s')
+        ram_rss, ram_cps = run(Path(d) / f'store_{ns[0]}.npy', 'ram')
+        log(f'  {ns[0]:6d} videos in memory: peak RSS {ram_rss:.0f} MB, {ram_cps:.0f} clips/s')
+    a, b = res[ns[0]]['peak_rss_mb'], res[ns[-1]]['peak_rss_mb']
+    log(f'memory peak_rss_mb_1k={a:.0f} peak_rss_mb_10k={b:.0f} ratio={b / a:.2f} store_vs_ram_throughput={res[ns[0]]["clips_per_s"] / ram_cps:.2f}')
+    return res
+
 # %% ../nbs/13_bench.ipynb #2b439936
 def _convert(v: str, default):
     if isinstance(default, bool): return v.lower() in ('1', 'true', 'yes')
@@ -156,4 +272,6 @@ def main(argv=None):
 
 # %% ../nbs/13_bench.ipynb #75711c59
 #| eval: false
-if __name__ == '__main__' and not IN_NOTEBOOK: main()
+if __name__ == '__main__' and not IN_NOTEBOOK:
+    import memrec.bench, memrec.predict     # the package's modules (not this `__main__` copy), and those that register benchmarks
+    memrec.bench.main()

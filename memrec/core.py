@@ -52,6 +52,8 @@ class Registry(dict):
     def __repr__(self): return f'Registry({self.kind}: {", ".join(sorted(self))})'
 
 # %% ../nbs/00_core.ipynb #ea230654
+_UMASK = os.umask(0); os.umask(_UMASK)                 # the process's umask (read by setting it, then restored)
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     "Yield a temporary path next to `path`; on success rename it to `path`, on error remove it."
@@ -59,6 +61,7 @@ def atomic_path(path: str | Path):
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=path.suffix or '.tmp', dir=path.parent); os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)                 # mkstemp makes the file private (0600): give it the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
