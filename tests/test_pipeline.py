@@ -108,3 +108,10 @@ def test_finetune_mode_through_dvc_repro(ft_repo):
     assert '| Ours' in (ft_repo / 'reports/synth/table2.md').read_text()
     assert (ft_repo / 'reports/synth/figure3.md').exists()
     assert 'Running stage' not in run('dvc repro', ft_repo).stdout
+
+def test_dvc_plots_follow_pipeline_models():
+    "dvc.yaml's top-level plots (which cannot loop over a list) name exactly the models of params.yaml: pipeline.models."
+    plots = yaml.safe_load((ROOT / 'dvc.yaml').read_text())['plots']
+    ids = {name for p in plots for name in p}
+    models = yaml.safe_load((ROOT / 'params.yaml').read_text())['pipeline']['models']
+    assert ids == {f'{kind}@{m}' for m in models for kind in ('loss', 'lr', 'per-class')}, sorted(ids)
