@@ -137,7 +137,7 @@ def bench_finetune(models: str = 'convnet,matdl', backbone: str = 'resnet101', s
 
 # %% ../nbs/13_bench.ipynb #08e0c05f
 @BENCHMARKS.register('cluster')
-def bench_cluster(videos: int = 8, frames: int = 4, width: int = 320, height: int = 240, method: str = 'tvl1',
+def bench_cluster(videos: int = 16, frames: int = 6, width: int = 320, height: int = 240, method: str = 'tvl1',
                   max_workers: int = 2, local: bool = True, video: str = '', log=print) -> dict:
     "Flow pairs/s of the flow stage's per-video function as Ray tasks on 1 and `max_workers` CPUs; last line is the summary."
     import os, tempfile, cv2
