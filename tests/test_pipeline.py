@@ -19,24 +19,29 @@ def run(cmd, cwd, check=True):
     if check and r.returncode: raise AssertionError(f'{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}')
     return r
 
-@pytest.fixture(scope='module')
-def repo(tmp_path_factory):
-    "A scratch copy of the repository (code, notebooks, pipeline) with a tiny synth configuration."
-    dst = tmp_path_factory.mktemp('memrec') / 'repo'
+def scratch_repo(dst: Path, edit) -> Path:
+    "A scratch copy of the repository (code, notebooks, pipeline) at `dst` with a tiny synth configuration, then `edit(params)`."
     keep = shutil.ignore_patterns('.venv', '.git', 'data', 'results', 'reports', '__pycache__', '*.egg-info', 'dvc.lock', '.dvc')
     shutil.copytree(ROOT, dst, ignore=keep)
     p = yaml.safe_load((ROOT / 'params.yaml').read_text())
     p['datasets']['synth'].update(TINY)
-    p['frames']['short_side'] = 64
-    p['features'].update(image_size=64, num_frames=4, flow_length=2)
-    p['train']['epochs'] = 3
-    # the test exercises the mechanism, not every model: three models, and tables that tolerate missing ones
-    p['pipeline']['models'] = ['convnet', 'lstm', 'matdl']
-    for m in p['models'].values(): (m.get('train') or {}).pop('epochs', None)
-    p['tables']['notebooks'] = ['table2', 'table3', 'figure3']
+    edit(p)
     (dst / 'params.yaml').write_text(yaml.safe_dump(p, sort_keys=False))
     run('git init -q && dvc init -q && dvc config core.analytics false', dst)
     return dst
+
+@pytest.fixture(scope='module')
+def repo(tmp_path_factory):
+    "The pipeline on cached features, three models."
+    def edit(p):
+        p['frames']['short_side'] = 64
+        p['features'].update(image_size=64, num_frames=4, flow_length=2)
+        p['train']['epochs'] = 3
+        # the test exercises the mechanism, not every model: three models, and tables that tolerate missing ones
+        p['pipeline']['models'] = ['convnet', 'lstm', 'matdl']
+        for m in p['models'].values(): (m.get('train') or {}).pop('epochs', None)
+        p['tables']['notebooks'] = ['table2', 'table3', 'figure3']
+    return scratch_repo(tmp_path_factory.mktemp('memrec') / 'repo', edit)
 
 def test_repro_builds_tables(repo):
     r = run('dvc repro', repo)
@@ -74,21 +79,15 @@ def test_bad_params_name_the_valid_choices(repo, tmp_path, key, value, expect):
 @pytest.fixture(scope='module')
 def ft_repo(tmp_path_factory):
     "The same tiny pipeline with `train.mode: finetune`: the backbone trained end to end on frames for a few iterations."
-    dst = tmp_path_factory.mktemp('memrec_ft') / 'repo'
-    keep = shutil.ignore_patterns('.venv', '.git', 'data', 'results', 'reports', '__pycache__', '*.egg-info', 'dvc.lock', '.dvc')
-    shutil.copytree(ROOT, dst, ignore=keep)
-    p = yaml.safe_load((ROOT / 'params.yaml').read_text())
-    p['datasets']['synth'].update(TINY)
-    p['frames']['short_side'] = 40
-    p['features'].update(image_size=32, num_frames=4, flow_length=2)
-    p['train']['mode'] = 'finetune'
-    p['finetune'].update(image_size=32, segments=3, flow_length=2, workers=0, test_crops=5, test_groups=1,
-                         train={'max_iters': 3, 'scale': 'none', 'batch_size': 4, 'milestones': [2]})
-    p['pipeline']['models'] = ['convnet', 'matdl']
-    p['tables']['notebooks'] = ['table2', 'figure3']
-    (dst / 'params.yaml').write_text(yaml.safe_dump(p, sort_keys=False))
-    run('git init -q && dvc init -q && dvc config core.analytics false', dst)
-    return dst
+    def edit(p):
+        p['frames']['short_side'] = 40
+        p['features'].update(image_size=32, num_frames=4, flow_length=2)
+        p['train']['mode'] = 'finetune'
+        p['finetune'].update(image_size=32, segments=3, flow_length=2, workers=0, test_crops=5, test_groups=1,
+                             train={'max_iters': 3, 'scale': 'none', 'batch_size': 4, 'milestones': [2]})
+        p['pipeline']['models'] = ['convnet', 'matdl']
+        p['tables']['notebooks'] = ['table2', 'figure3']
+    return scratch_repo(tmp_path_factory.mktemp('memrec_ft') / 'repo', edit)
 
 def test_finetune_mode_through_dvc_repro(ft_repo):
     "Training, evaluation, fusion and the tables run on fine-tuned models, with the files of the cached-feature mode."
