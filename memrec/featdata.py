@@ -206,7 +206,8 @@ class FeatureSource:
         x, T = _inputs(self.x, b, self.inputs), self.T
         if self.segments and self.segments < T:
             pos = segment_positions(T, self.segments)[0]; return [(take_positions(x, pos.expand(len(b), -1)), _mask(len(b), len(pos)), pos)]
-        S = self.snippet if self.snippet and self.snippet < T else T
+        if not self.snippet or self.snippet >= T: return [(x, _mask(len(b), T), torch.arange(T))]      # the whole video, no copy
+        S = self.snippet
         return [(take_snippets(x, torch.full((len(b),), s0), S), _mask(len(b), S), torch.arange(s0, s0 + S))
                 for s0 in snippet_starts(T, S, self.test_snippets)]
 
