@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np, torch
 from torchvision.transforms.v2 import functional as TF
 from .sampling import flow_x_channels
+from .flow import FLOW_ZERO
 
 # %% auto #0
 __all__ = ['SCALES', 'GRID13', 'crop_sizes', 'fixed_offsets', 'multiscale_box', 'hflip', 'augment_clip', 'test_crops',
@@ -44,11 +45,11 @@ def multiscale_box(H: int, W: int, rng: np.random.Generator, scales=SCALES['spat
 
 # %% ../nbs/05a_augment.ipynb #49432243
 def hflip(x: torch.Tensor, flow: bool = False) -> torch.Tensor:
-    "Mirror `x` (..., C, H, W) left-right; for a flow stack also negate the horizontal channels (255 - x on uint8)."
+    "Mirror `x` (..., C, H, W) left-right; for a flow stack also negate the horizontal channels (256 - x on uint8 levels 1..255)."
     out = TF.horizontal_flip(x)
     if flow:
-        out = out.clone(); xs = flow_x_channels(out.shape[-3])
-        out[..., xs, :, :] = 255 - out[..., xs, :, :] if out.dtype == torch.uint8 else -out[..., xs, :, :]
+        out = out.clone(); xs = flow_x_channels(out.shape[-3]); h = out[..., xs, :, :]
+        out[..., xs, :, :] = (2 * FLOW_ZERO - h.clamp_min(1).short()).to(torch.uint8) if out.dtype == torch.uint8 else -h
     return out
 
 # %% ../nbs/05a_augment.ipynb #43b80d9d

@@ -28,8 +28,8 @@ def sampled_frames(z, dataset: str, stream: str, flow_length: int | None = None,
     return np.stack([np.load(fd / f'{v}.npz')['frames'] for v in videos]).astype(int), int(flow_length)
 
 def shown_frames(frames: np.ndarray, stream: str, flow_length: int) -> np.ndarray:
-    "The frame (0-based) each position is drawn with: itself, or the centre of its flow stack on the temporal stream."
-    return np.asarray(frames) + (flow_length // 2 if stream == 'temporal' else 0)
+    "The frame (0-based) each position is drawn with: itself on both streams (a flow stack is centred on its RGB frame)."
+    return np.asarray(frames)
 
 # %% ../nbs/10a_figures.ipynb #fa377ab0
 def relevance(z, dataset: str, stream: str, flow_length: int | None = None, root=None, data='data') -> np.ndarray | None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from .core import config_hash, set_seed, device as default_device
 from .paths import data_dir, index_path
-from .sampling import take_clips, tsn_test_starts, tsn_train_starts
+from .sampling import flow_stack_starts, flow_stacks, take_clips, tsn_test_starts, tsn_train_starts
+from .flow import FLOW_ZERO
 from .augment import SCALES, augment_clip, test_crops
 from .backbones import BACKBONES, STREAMS, Backbone
 from .models.base import build_model, import_all_models
@@ -86,15 +87,19 @@ class FrameClips(torch.utils.data.Dataset):
 
     def __len__(self): return len(self.videos)
 
-    def indices(self, i: int, rng: np.random.Generator) -> np.ndarray:
-        "(G, T, L) frame (or flow-field) indices of video `i` (G = 1 in training)."
-        n, T, L, G = self.n[i], self.T, self.L, self.groups
+    def positions(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        "(G, T) RGB frame indices of the positions of video `i` (G = 1 in training), on either stream."
+        n = self.n[i] + (self.stream == 'temporal'); T, G = self.T, self.groups     # frames: flow fields + 1
         if self.sampling == 'tsn':
-            starts = tsn_train_starts(n, T, L, rng, self.keep_tail)[None] if self.train else tsn_test_starts(n, T, L, G)
-        else:                                  # T consecutive positions, each an L-stack: a span of T + L - 1 fields
-            s0 = tsn_train_starts(n, 1, T + L - 1, rng) if self.train else tsn_test_starts(n, G, T + L - 1)[0]
-            starts = s0[:, None] + np.arange(T)
-        return take_clips(starts, L, n)
+            return tsn_train_starts(n, T, 1, rng, self.keep_tail)[None] if self.train else tsn_test_starts(n, T, 1, G)
+        s0 = tsn_train_starts(n, 1, T, rng) if self.train else tsn_test_starts(n, G, T)[0]   # T consecutive frames
+        return np.minimum(s0[:, None] + np.arange(T), n - 1)
+
+    def indices(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        "(G, T, L) frame (or flow-field) indices of video `i`: the frame at each position, or the flow stack centred on it."
+        p = self.positions(i, rng)
+        if self.stream == 'spatial': return p[..., None]
+        return flow_stacks(flow_stack_starts(p, self.L, self.n[i] + 1), self.L, self.n[i])
 
     def __getitem__(self, key):
         i, epoch = key if isinstance(key, tuple) else (key, 0)
@@ -129,7 +134,7 @@ class EndToEnd(nn.Module):
         self.backbone, self.temporal, self.stream, self.inputs = backbone.net, temporal, stream, temporal.inputs
         object.__setattr__(self, 'first_conv', _first_conv(self.backbone))     # a reference, not a second submodule
         C = self.first_conv.in_channels
-        mean = backbone.mean if stream == 'spatial' else (0.5,) * C
+        mean = backbone.mean if stream == 'spatial' else (FLOW_ZERO / 255,) * C
         std = backbone.std if stream == 'spatial' else (float(np.mean(backbone.std)),) * C
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).reshape(-1, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).reshape(-1, 1, 1), persistent=False)
@@ -248,8 +253,8 @@ class FrameSource:
 
     @property
     def frames(self) -> np.ndarray:
-        "(N, T) first frame index of each position of each video (first test group): where the ground truth is read."
-        return np.stack([self.ds.indices(i, None)[0, :, 0] for i in range(len(self.ds))])
+        "(N, T) RGB frame index of each position of each video (first test group; flow stacks are centred on it): where the ground truth is read."
+        return np.stack([self.ds.positions(i, None)[0] for i in range(len(self.ds))])
 
 # %% ../nbs/08c_finetune.ipynb #a3318521
 def _videos(params: dict, part: str, stream: str, root=None, only=None) -> tuple[Path, pd.DataFrame, pd.DataFrame]:

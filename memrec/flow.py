@@ -16,17 +16,24 @@ from .executor import _init_worker, run_pool, runtime_params
 from .frames import dataset_params, link_files
 
 # %% auto #0
-__all__ = ['FLOW_METHODS', 'quantise_flow', 'dequantise_flow', 'farneback', 'tvl1', 'pad_to_multiple', 'load_raft', 'raft_flow',
-           'raft', 'raft_small_flow', 'flow_video', 'flow', 'bench_frames', 'flow_benchmark']
+__all__ = ['FLOW_ZERO', 'FLOW_STEPS', 'FLOW_METHODS', 'quantise_flow', 'dequantise_flow', 'negate_quantised', 'farneback', 'tvl1',
+           'pad_to_multiple', 'load_raft', 'raft_flow', 'raft', 'raft_small_flow', 'flow_video', 'flow', 'bench_frames',
+           'flow_benchmark']
 
 # %% ../nbs/04_flow.ipynb #cd894f72
+FLOW_ZERO, FLOW_STEPS = 128, 127          # zero displacement -> level 128; ±bound -> 128 ± 127 = 255 and 1
+
 def quantise_flow(f: np.ndarray, bound: float = 20) -> np.ndarray:
-    "Flow (pixels) -> uint8: clip to ±bound, map linearly to 0-255."
-    return np.round((np.clip(f, -bound, bound) + bound) * (255 / (2 * bound))).astype(np.uint8)
+    "Flow (pixels) -> uint8 levels 1..255: clip to ±bound, zero at 128, `bound / 127` px per level."
+    return (np.round(np.clip(f, -bound, bound) * (FLOW_STEPS / bound)) + FLOW_ZERO).astype(np.uint8)
 
 def dequantise_flow(q: np.ndarray, bound: float = 20) -> np.ndarray:
     "uint8 flow image -> displacement in pixels (inverse of `quantise_flow` up to rounding)."
-    return q.astype(np.float32) * (2 * bound / 255) - bound
+    return (q.astype(np.float32) - FLOW_ZERO) * (bound / FLOW_STEPS)
+
+def negate_quantised(q):
+    "The levels of the negated flow, `256 - q` (exact for levels 1..255; level 0, which denseflow may write, is taken as 1)."
+    return (2 * FLOW_ZERO - np.maximum(np.asarray(q, dtype=np.int16), 1)).astype(np.uint8)
 
 # %% ../nbs/04_flow.ipynb #e1322590
 FLOW_METHODS = Registry('flow method', 'params.yaml: flow.method')
@@ -125,7 +132,8 @@ def flow(params: dict | None = None, root: str | Path | None = None) -> Path:
     fn = FLOW_METHODS.get(p['method']); batched = getattr(fn, 'batched', False)
     opts = {'weights': p.get('raft_weights'), 'iters': p.get('raft_iters', 12)} if batched else {}
     rf = dataset_params(params).get('rawframes') if p.get('from_rawframes', True) else None
-    cfg = {'method': p['method'], 'bound': p['bound'], 'frames': params['frames']['short_side']} | opts | \
+    cfg = {'method': p['method'], 'bound': p['bound'], 'levels': f'{FLOW_ZERO}±{FLOW_STEPS}',   # other levels: redone
+           'frames': params['frames']['short_side']} | opts | \
           ({'rawframes': str(Path(rf).resolve())} if rf else {})
     out, src = prepare_outdir(flow_dir(name, root), cfg), frames_dir(name, root)
     videos = sorted(v.name for v in src.iterdir() if v.is_dir() and not v.name.startswith('.'))

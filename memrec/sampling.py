@@ -8,7 +8,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['segment_starts', 'clip_indices', 'take_clips', 'tsn_test_starts', 'tsn_train_starts', 'dense_snippet',
-           'test_snippets', 'split_snippets', 'flow_stacks', 'interleave_xy', 'flow_x_channels']
+           'test_snippets', 'split_snippets', 'flow_stacks', 'interleave_xy', 'flow_x_channels', 'flow_stack_starts',
+           'aligned_indices']
 
 # %% ../nbs/05_sampling.ipynb #6c7a0726
 def segment_starts(n: int, T: int, L: int = 1) -> np.ndarray:
@@ -85,3 +86,15 @@ def interleave_xy(fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
 def flow_x_channels(C: int) -> slice:
     "Which of a flow stack's `C = 2L` channels hold horizontal displacements."
     return slice(0, C, 2)
+
+# %% ../nbs/05_sampling.ipynb #a5f6e29d
+def flow_stack_starts(positions, L: int, n) -> np.ndarray:
+    "First field of the `L`-stack centred on each RGB frame position of a video of `n` frames: `p - L // 2`, clamped into [0, n - 1 - L]."
+    p = np.asarray(positions, dtype=np.int64)
+    last = np.maximum(_lengths(n, p.ndim - np.ndim(n)) - 1 - L, 0)             # the last start with L real fields
+    return np.clip(p - L // 2, 0, last)
+
+def aligned_indices(n: int, T: int, L: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    "(T,) RGB frames at the segment centres of `n` frames, and (T, L) indices of the flow stacks centred on them (of the `n - 1` fields)."
+    p = segment_starts(n, T)
+    return p, flow_stacks(flow_stack_starts(p, L, n), L, n - 1)
