@@ -4,15 +4,16 @@
 
 # %% ../nbs/01_synth.ipynb #9d4491c2
 from __future__ import annotations
-import itertools, math
+import colorsys, itertools, math
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import atomic_dir, progress
 
 # %% auto #0
-__all__ = ['PRIMITIVES', 'synth_classes', 'SynthConfig', 'relevance_mask', 'render_video', 'write_video', 'test_groups',
-           'video_name', 'write_split_files', 'generate_synth']
+__all__ = ['PRIMITIVES', 'TEXTURES', 'LUMA', 'synth_classes', 'SynthConfig', 'relevance_mask', 'scene_style', 'scene_of',
+           'group_look', 'render_video', 'write_video', 'test_groups', 'video_name', 'write_split_files',
+           'generate_synth']
 
 # %% ../nbs/01_synth.ipynb #315d4216
 PRIMITIVES = {  # name: (dx, dy, dlog_scale) over a full phase, in units of frame width/height
@@ -26,12 +27,13 @@ def _family(a, b):
     return ka if ka == kb else 'mixed'
 
 def synth_classes(n: int) -> pd.DataFrame:
-    "The first `n` synth classes: name, family and the two phases, each class next to its reverse."
+    "The first `n` synth classes: name, family, the two phases and the preferred scene (shared with the reverse class)."
     first = [('right', 'left'), ('up', 'down'), ('grow', 'shrink'), ('right', 'up'), ('up', 'grow')]  # one of each kind first
     rest = [c for c in itertools.combinations(PRIMITIVES, 2) if c not in first]
     pairs = [q for a, b in first + rest for q in ((a, b), (b, a))]
     if not 2 <= n <= len(pairs): raise ValueError(f'synth classes must be in 2..{len(pairs)}, got {n}')
-    rows = [dict(name=f'{a.title()}Then{b.title()}', family=_family(a, b), phase1=a, phase2=b) for a, b in pairs[:n]]
+    rows = [dict(name=f'{a.title()}Then{b.title()}', family=_family(a, b), phase1=a, phase2=b, scene=i // 2)
+            for i, (a, b) in enumerate(pairs[:n])]
     return pd.DataFrame(rows)
 
 # %% ../nbs/01_synth.ipynb #bc34f527
@@ -40,8 +42,10 @@ class SynthConfig:
     "Parameters of the synth generator (`params.yaml: datasets.synth`)."
     seed: int = 0
     classes: int = 10
-    groups: int = 7            # UCF101 has 25; the 3 splits test on 3 disjoint blocks of groups
-    clips_per_group: int = 3
+    groups: int = 16           # UCF101 has 25
+    clips_per_group: int = 2
+    test_fraction: float = 0.5 # groups tested per split: int(test_fraction * groups), at least 1 (UCF101: 7/25, disjoint)
+    scene_prob: float = 0.6    # a group shows its class's preferred scene with this probability, else a random one
     frames: int = 48
     width: int = 160
     height: int = 120
@@ -51,11 +55,20 @@ class SynthConfig:
 
     @property
     def test_block(self) -> int:
-        "Groups per test block: UCF101 tests 7 of 25 groups per split; scaled, at least 1."
-        return max(1, round(self.groups * 7 / 25))
+        "Groups held out for testing in each split."
+        return max(1, int(self.test_fraction * self.groups + 1e-9))
+
+    @property
+    def scenes(self) -> int:
+        "Scene types: one per pair of order twins."
+        return (self.classes + 1) // 2
 
     def __post_init__(self):
-        if self.groups < 3 * self.test_block: raise ValueError(f'synth groups must allow 3 disjoint test blocks, got {self.groups}')
+        if self.groups < 3: raise ValueError(f'synth groups must be at least 3 (three different splits), got {self.groups}')
+        if not 0 < self.test_fraction < 1 or self.test_block >= self.groups:
+            raise ValueError(f'synth test_fraction must leave some training groups: in (0, 1) and int(test_fraction * groups) < groups, '
+                             f'got {self.test_fraction} of {self.groups} groups')
+        if not 0 <= self.scene_prob <= 1: raise ValueError(f'synth scene_prob must be in [0, 1], got {self.scene_prob}')
         if not 0 <= self.distractor_ratio < 0.8: raise ValueError('synth distractor_ratio must be in [0, 0.8)')
         if self.ext not in ('avi', 'mp4'): raise ValueError(f"synth ext must be 'avi' or 'mp4', got {self.ext!r}")
 
@@ -74,22 +87,40 @@ def relevance_mask(n: int, ratio: float, rng: np.random.Generator) -> np.ndarray
     return mask
 
 # %% ../nbs/01_synth.ipynb #e8eb20dc
-def _background(rng, h, w):
+TEXTURES = ('stripes', 'checker', 'dots', 'waves')
+LUMA = np.array([0.299, 0.587, 0.114])          # grey level as OpenCV computes it (what Farnebäck/TV-L1 see)
+
+def scene_style(k: int) -> dict:
+    "The fixed look of scene type `k`: hue (golden-ratio spaced around the colour wheel), texture and its angle."
+    return dict(hue=(k * 0.618034) % 1, texture=TEXTURES[k % len(TEXTURES)], angle=(k * 1.1) % math.pi)
+
+def _scene(kind, rng, h, w):
+    "A background (h, w, 3 float32) of scene type `kind`: hue and an isoluminant texture; brightness, gradient, texture scale/phase, blobs vary."
+    st = scene_style(kind)
+    rgb = np.array(colorsys.hsv_to_rgb((st['hue'] + rng.uniform(-.03, .03)) % 1, rng.uniform(.45, .7), 1.0))
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    c0, c1, c2 = rng.uniform(40, 200, 3), rng.uniform(-80, 80, 3), rng.uniform(-80, 80, 3)
-    img = c0 + xx[..., None] * c1 + yy[..., None] * c2
-    for _ in range(6):  # soft blobs give the backbone some texture to see
+    img = rgb * rng.uniform(120, 190) + xx[..., None] * rng.uniform(-30, 30, 3) + yy[..., None] * rng.uniform(-30, 30, 3)
+    a, f, ph = st['angle'] + rng.uniform(-.15, .15), 2 * np.pi * rng.uniform(6, 9), rng.uniform(0, 2 * np.pi, 2)
+    u, v = f * (xx * np.cos(a) + yy * np.sin(a)) + ph[0], f * (yy * np.cos(a) - xx * np.sin(a)) + ph[1]
+    pat = {'stripes': lambda: np.sign(np.sin(u)), 'checker': lambda: np.sign(np.sin(u) * np.sin(v)),
+           'dots': lambda: 2. * (np.sin(u) * np.sin(v) > .5) - 1, 'waves': lambda: np.sin(u + 2.5 * np.sin(v / 3))}[st['texture']]()
+    chroma = rgb - LUMA @ rgb                   # the hue's direction with zero luma: grey-level flow never sees the texture
+    img += pat[..., None] * chroma / np.abs(chroma).max() * rng.uniform(35, 50)
+    for _ in range(3):  # soft blobs: instance-specific, smooth (no flow artefacts)
         cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1.4), rng.uniform(.05, .2)
-        img += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))[..., None] * rng.uniform(-60, 60, 3)
-    return img
+        img += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))[..., None] * rng.uniform(-40, 40, 3)
+    return img.astype(np.float32)
 
 def _draw(img, cx, cy, rx, ry, colour, shape, stripes):
-    "Draw a striped ellipse/rectangle centred at (cx, cy) with radii (rx, ry) in pixels; returns its box."
-    h, w = img.shape[:2]; yy, xx = np.ogrid[0:h, 0:w]
-    u, v = (xx - cx) / rx, (yy - cy) / ry
-    inside = (u * u + v * v <= 1) if shape == 'ellipse' else ((np.abs(u) <= 1) & (np.abs(v) <= 1))
-    tex = 0.75 + 0.25 * np.sign(np.sin(stripes * (u + 0.5 * v)))
-    img[inside] = (colour * tex[..., None] * np.ones_like(img))[inside]
+    "Draw a striped ellipse/rectangle centred at (cx, cy) with radii (rx, ry) in pixels (computed on its bounding box only); returns the box."
+    h, w = img.shape[:2]
+    x0, x1, y0, y1 = max(int(cx - rx), 0), min(int(cx + rx) + 2, w), max(int(cy - ry), 0), min(int(cy + ry) + 2, h)
+    if x0 < x1 and y0 < y1:
+        yy, xx = np.ogrid[y0:y1, x0:x1]
+        u, v = (xx - cx) / rx, (yy - cy) / ry
+        inside = (u * u + v * v <= 1) if shape == 'ellipse' else ((np.abs(u) <= 1) & (np.abs(v) <= 1))
+        tex = 0.75 + 0.25 * np.sign(np.sin(stripes * (u + 0.5 * v)))
+        sub = img[y0:y1, x0:x1]; sub[inside] = (colour * tex[..., None] * np.ones_like(sub))[inside]
     return (max(cx - rx, 0), max(cy - ry, 0), min(cx + rx, w - 1), min(cy + ry, h - 1))
 
 # %% ../nbs/01_synth.ipynb #12ccd25a
@@ -107,30 +138,42 @@ def _trajectory(cls, n, rng):
                       -(lo[2] + hi[2]) / 2])
     return steps + start
 
+# %% ../nbs/01_synth.ipynb #71d10317
+def scene_of(cls, cfg: SynthConfig, rng: np.random.Generator) -> int:
+    "The scene type of a group of class `cls`: its own with probability `cfg.scene_prob`, else uniform over all types."
+    own = int(cls.get('scene', 0)) % cfg.scenes
+    return own if rng.random() < cfg.scene_prob else int(rng.integers(cfg.scenes))
+
+def group_look(cls, cfg: SynthConfig, group_rng_seed: int) -> dict:
+    "What the clips of one group share: scene type and background, actor colour, shape, stripes and size."
+    g = np.random.default_rng(group_rng_seed)
+    scene = scene_of(cls, cfg, g)
+    return dict(scene=scene, bg=_scene(scene, g, cfg.height, cfg.width), colour=g.uniform(60, 255, 3),
+                shape=str(g.choice(['ellipse', 'rect'])), stripes=g.uniform(4, 10), size=g.uniform(.10, .14))
+
 # %% ../nbs/01_synth.ipynb #bb1436cb
-def render_video(cls, cfg: SynthConfig, group_rng_seed: int, clip_seed: int):
-    "Frames (T,H,W,3 uint8), relevance mask (T,) and boxes (T,4; NaN where irrelevant) of one clip."
-    g = np.random.default_rng(group_rng_seed)   # shared by the group: scene and actor look
-    bg, colour = _background(g, cfg.height, cfg.width), g.uniform(60, 255, 3)
-    shape, stripes, size = g.choice(['ellipse', 'rect']), g.uniform(4, 10), g.uniform(.10, .14)
-    r = np.random.default_rng(clip_seed)         # per clip: timing, placement, cut-aways
+def render_video(cls, cfg: SynthConfig, group_rng_seed: int, clip_seed: int, look: dict | None = None):
+    "Frames (T,H,W,3 uint8), relevance mask (T,) and boxes (T,4; NaN where irrelevant) of one clip (`look`: the group's, else drawn)."
+    lk = look or group_look(cls, cfg, group_rng_seed)    # shared by the group: scene and actor look
+    r = np.random.default_rng(clip_seed)                  # per clip: timing, placement, cut-aways, noise
     traj = _trajectory(cls, cfg.frames, r)
     mask = relevance_mask(cfg.frames, cfg.distractor_ratio, r)
-    d_bg, d_col = _background(r, cfg.height, cfg.width), r.uniform(30, 255, 3)
+    d_bg, d_col = _scene(int(r.integers(cfg.scenes)), r, cfg.height, cfg.width), r.uniform(30, 255, 3)
     d_shape, d_str, d_ang = r.choice(['ellipse', 'rect']), r.uniform(2, 6), r.uniform(0, 2 * np.pi)
-    frames = np.empty((cfg.frames, cfg.height, cfg.width, 3), np.uint8)
-    boxes = np.full((cfg.frames, 4), np.nan)
     H, W = cfg.height, cfg.width
+    noise = r.standard_normal((cfg.frames, H, W, 3), dtype=np.float32); noise *= 3     # sensor noise
+    frames = np.empty((cfg.frames, H, W, 3), np.uint8)
+    boxes = np.full((cfg.frames, 4), np.nan)
     for t in range(cfg.frames):
+        img = noise[t]
         if mask[t]:
-            img = bg + r.normal(0, 3, bg.shape)
-            s = size * np.exp(traj[t, 2]) * H
-            boxes[t] = _draw(img, traj[t, 0] * W, traj[t, 1] * H, s, s * 1.3, colour, shape, stripes)
-        else:  # close-up of something unrelated, drifting slowly
-            img = d_bg + r.normal(0, 3, bg.shape)
+            img += lk['bg']; s = lk['size'] * np.exp(traj[t, 2]) * H
+            boxes[t] = _draw(img, traj[t, 0] * W, traj[t, 1] * H, s, s * 1.3, lk['colour'], lk['shape'], lk['stripes'])
+        else:  # close-up of something unrelated, drifting slowly, on a random scene
+            img += d_bg
             _draw(img, W * (.5 + .1 * np.cos(d_ang + t / 9)), H * (.5 + .1 * np.sin(d_ang + t / 9)),
                   .45 * W, .6 * H, d_col, d_shape, d_str)
-        frames[t] = np.clip(img, 0, 255).astype(np.uint8)
+        np.clip(img, 0, 255, out=img); frames[t] = img
     return frames, mask, boxes
 
 # %% ../nbs/01_synth.ipynb #37be21b0
@@ -141,7 +184,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 25):
     with av.open(str(path), 'w') as out:
         if path.suffix == '.avi':
             st = out.add_stream('mpeg4', rate=fps); st.codec_context.codec_tag = 'XVID'
-            st.options = {'qscale': '2'}
+            st.options = {'qscale': '2'}; st.bit_rate = 4_000_000   # a ceiling: qscale decides (PyAV's default 200 kb/s would)
         else:
             st = out.add_stream('libx264', rate=fps); st.options = {'crf': '18', 'preset': 'veryfast'}
         st.width, st.height, st.pix_fmt = frames.shape[2], frames.shape[1], 'yuv420p'
@@ -151,9 +194,10 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 25):
 
 # %% ../nbs/01_synth.ipynb #84f5e949
 def test_groups(cfg: SynthConfig, split: int) -> set[int]:
-    "1-based groups held out for testing in `split` (1..3)."
-    b = cfg.test_block
-    return set(range(b * (split - 1) + 1, b * split + 1))
+    "1-based groups held out for testing in `split` (1..3): disjoint blocks when three fit, else windows a third of the way apart."
+    b, G = cfg.test_block, cfg.groups
+    start = b * (split - 1) if 3 * b <= G else round((split - 1) * G / 3)
+    return {(start + i) % G + 1 for i in range(b)}
 
 # %% ../nbs/01_synth.ipynb #e1172df9
 def video_name(cls_name: str, g: int, c: int, ext: str) -> str: return f'v_{cls_name}_g{g:02d}_c{c:02d}.{ext}'
@@ -173,20 +217,19 @@ def generate_synth(dst: str | Path, cfg: SynthConfig | None = None, **kw) -> Pat
     "Write the synth dataset to `dst` (atomically: a crash leaves no partial dataset)."
     cfg = cfg or SynthConfig(**kw); dst = Path(dst)
     classes = synth_classes(cfg.classes)
-    jobs = [(ci, g, c) for ci in range(len(classes)) for g in range(1, cfg.groups + 1) for c in range(1, cfg.clips_per_group + 1)]
     videos, ann = [], []
     with atomic_dir(dst) as tmp:
-        for ci, g, c in progress(jobs, 'synth videos'):
+        for ci, g in progress([(ci, g) for ci in range(len(classes)) for g in range(1, cfg.groups + 1)], 'synth groups'):
             cls = classes.iloc[ci]
-            # group look depends on (seed, group) only, so a group's scene is shared across its classes' clips
-            frames, mask, boxes = render_video(cls, cfg, cfg.seed * 100003 + g,
-                                               cfg.seed * 1000003 + ci * 10007 + g * 101 + c)
-            name = video_name(cls['name'], g, c, cfg.ext)
+            look = group_look(cls, cfg, cfg.seed * 100003 + ci * 1009 + g)   # a group's look depends on (seed, class, group)
             (tmp / 'videos' / cls['name']).mkdir(parents=True, exist_ok=True)
-            write_video(tmp / 'videos' / cls['name'] / name, frames, cfg.fps)
-            videos.append((cls['name'], g, name))
-            ann.append(pd.DataFrame({'video': Path(name).stem, 'frame': np.arange(1, cfg.frames + 1), 'relevant': mask.astype(int),
-                                     'x0': boxes[:, 0], 'y0': boxes[:, 1], 'x1': boxes[:, 2], 'y1': boxes[:, 3]}))
+            for c in range(1, cfg.clips_per_group + 1):
+                frames, mask, boxes = render_video(cls, cfg, 0, cfg.seed * 1000003 + ci * 10007 + g * 101 + c, look=look)
+                name = video_name(cls['name'], g, c, cfg.ext)
+                write_video(tmp / 'videos' / cls['name'] / name, frames, cfg.fps)
+                videos.append((cls['name'], g, name))
+                ann.append(pd.DataFrame({'video': Path(name).stem, 'frame': np.arange(1, cfg.frames + 1), 'relevant': mask.astype(int),
+                                         'x0': boxes[:, 0], 'y0': boxes[:, 1], 'x1': boxes[:, 2], 'y1': boxes[:, 3], 'scene': look['scene']}))
         write_split_files(tmp / 'ucfTrainTestlist', classes['name'].tolist(), videos, cfg)
         pd.concat(ann).to_csv(tmp / 'annotations.csv', index=False, float_format='%.1f')
         classes.to_csv(tmp / 'classes.csv', index=False)
