@@ -13,9 +13,9 @@ from .backbones import STREAMS
 from .sampling import tsn_test_starts, tsn_train_starts
 
 # %% auto #0
-__all__ = ['KIND', 'video_groups', 'holdout', 'RowStore', 'write_rows', 'feature_store', 'Rows', 'load_split', 'to_device',
-           'take_positions', 'take_snippets', 'segment_positions', 'data_fingerprint', 'snippet_starts',
-           'FeatureSource']
+__all__ = ['KIND', 'VECTORS', 'video_groups', 'holdout', 'RowStore', 'write_rows', 'feature_store', 'Rows', 'MeanRows',
+           'feature_vector', 'load_split', 'to_device', 'take_positions', 'take_snippets', 'segment_positions',
+           'data_fingerprint', 'snippet_starts', 'FeatureSource']
 
 # %% ../nbs/08a_featdata.ipynb #20595d88
 _GROUP = re.compile(r'_g(\d+)_c\d+$')
@@ -104,24 +104,45 @@ class Rows:
         return torch.from_numpy(self.store.read(self.idx[i].reshape(-1)).astype(np.float32)).reshape(*i.shape, *self.store.shape[1:])
 
 # %% ../nbs/08a_featdata.ipynb #b5240f95
+from .schema import ParamsError
+
 KIND = {'vec': 'vec', 'map': 'map', 'map2': 'map', 'vec2': 'vec'}
+VECTORS = ('head', 'map_mean')   # features.vector: the backbone's pooled head vector, or its last-stage map averaged over space
+
+class MeanRows(Rows):
+    "Rows `idx` of a map store `(N, T, C, H, W)` averaged over space: a lazy `(n, T, C)` float32 array (`features.vector: map_mean`)."
+    @property
+    def shape(self): return (len(self.idx), *self.store.shape[1:3])
+    def __getitem__(self, i): return super().__getitem__(i).mean((-2, -1))
+
+def feature_vector(params: dict) -> str:
+    "`features.vector` (default `head`), checked: what a model consuming vectors reads."
+    v = (params.get('features') or {}).get('vector') or 'head'
+    if v not in VECTORS: raise ParamsError(f'params.yaml: features.vector: unknown vector {v!r}; valid vectors: {", ".join(VECTORS)}')
+    return v
 
 def load_split(params: dict, stream: str, inputs: str, root=None, val_videos=None, parts=('train', 'test')) -> dict:
     """`parts` (train/test, and `val` when `val_videos` are given) of the configured dataset and split for a model
-    consuming `inputs`: per part, lazy `Rows` of the feature stores (one per stream the model reads), labels and videos."""
+    consuming `inputs`: per part, lazy `Rows` of the feature stores (one per stream the model reads), labels and videos.
+    Without `test` in `parts` the index's test rows are dropped first: no test feature or label is ever read.
+    Vector inputs are the stores' head vectors, or (`features.vector: map_mean`) the maps averaged over space."""
+    bad = set(parts) - {'train', 'test', 'val'}
+    if bad: raise ValueError(f'load_split: unknown parts {sorted(bad)}; valid parts: train, test, val')
     name, split = params['dataset'], params['split']
+    mean_map = inputs.startswith('vec') and feature_vector(params) == 'map_mean'
+    kind, view = ('map', MeanRows) if mean_map else (KIND[inputs], Rows)
     idx = pd.read_csv(index_path(name, root))
-    stores = [feature_store(name, s, KIND[inputs], root) for s in (STREAMS if inputs.endswith('2') else (stream,))]
+    if 'test' not in parts: idx = idx[idx[f'split{split}'] != 'test']   # training and tuning: test videos do not exist
+    stores = [feature_store(name, s, kind, root) for s in (STREAMS if inputs.endswith('2') else (stream,))]
     where = [{v: i for i, v in enumerate(st.videos)} for st in stores]
     out = {'n_classes': int(idx.label.max()) + 1, 'classes': idx.drop_duplicates('label').sort_values('label')['class'].tolist()}
     role, val = idx[f'split{split}'], idx.video.isin(set(val_videos or ()))
-    rows_of = {'train': idx[(role == 'train') & ~val], 'test': idx[role == 'test']}
+    rows_of = {p: idx[(role == 'train') & ~val] if p == 'train' else idx[role == 'test'] for p in ('train', 'test') if p in parts}
     if val_videos is not None: rows_of['val'] = idx[(role == 'train') & val]
     for part, rows in rows_of.items():
-        if part not in parts and part != 'val': continue   # e.g. evaluation reads no training features
         have = np.array([all(v in w for w in where) for v in rows.video], bool)   # videos with features in every stream
         kept = rows[have]
-        out[part] = {'x': tuple(Rows(st, [w[v] for v in kept.video]) for st, w in zip(stores, where)),
+        out[part] = {'x': tuple(view(st, [w[v] for v in kept.video]) for st, w in zip(stores, where)),
                      'y': torch.tensor(kept.label.values), 'videos': kept.video.tolist(), 'missing': int((~have).sum())}
     return out
 
