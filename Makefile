@@ -6,7 +6,7 @@ PY    := $(BIN)/python
 STAMP := $(VENV)/.installed
 # table/figure notebooks need pipeline results: they are executed by `dvc repro` (tables stage)
 # and by tests/test_pipeline.py, not by nbdev_test
-NB_SKIP := ^(table|figure|ablation_|videolstm_|rlstm_|tattn_)
+NB_SKIP := ^(table|figure|ablation_|videolstm_|rlstm_|tattn_|claims)
 
 .PHONY: venv repro test test-nbs pytest export clean-nbs bench
 

@@ -8,11 +8,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn
-from .core import Registry, atomic_path, atomic_write_json, load_params, prepare_outdir, progress
+from .core import Registry, atomic_path, atomic_write_json, load_params, prepare_outdir, progress, useful
 from .paths import data_dir, features_dir, flow_dir, frames_dir
 from .download import tv_state_dict
 from .executor import map_items, runtime_params, write_report
-from .sampling import clip_indices
+from .sampling import aligned_indices
+from .flow import FLOW_ZERO
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'BACKBONES', 'STREAMS', 'lite0_weights_path', 'map_state_dict', 'efficientnet_lite0',
@@ -145,20 +146,20 @@ def load_inputs(d: Path, video: str, stream: str, T: int, L: int, size: int):
     import cv2
     if stream == 'spatial':
         paths = sorted((d / 'frames' / video).glob('img_*.jpg'))
-        idx = clip_indices(len(paths), T)[:, 0]
+        idx = aligned_indices(len(paths), T)[0]
         x = np.stack([_crop(cv2.cvtColor(cv2.imread(str(paths[i])), cv2.COLOR_BGR2RGB), size) for i in idx]).transpose(0, 3, 1, 2)
         return x, idx
-    n = len(list((d / 'flow' / video).glob('flow_x_*.jpg')))
+    n = len(list((d / 'flow' / video).glob('flow_x_*.jpg')))       # n flow fields: n + 1 frames
     if n == 0: raise FileNotFoundError(f'no flow for {video}')
-    ci = clip_indices(n, T, L)
+    idx, ci = aligned_indices(n + 1, T, L)                          # the RGB frames and the stacks centred on them
     rd = lambda a, i: _crop(cv2.imread(str(d / 'flow' / video / f'flow_{a}_{i + 1:05d}.jpg'), cv2.IMREAD_GRAYSCALE), size)
     x = np.stack([np.stack([rd(a, i) for i in row for a in 'xy']) for row in ci])
-    return x, ci[:, 0]
+    return x, idx
 
 def _normalise(x: torch.Tensor, bb: Backbone, stream: str) -> torch.Tensor:
     x = x.float() / 255
     if stream == 'spatial': return (x - torch.tensor(bb.mean)[:, None, None]) / torch.tensor(bb.std)[:, None, None]
-    return (x - 0.5) / float(np.mean(bb.std))
+    return (x - FLOW_ZERO / 255) / float(np.mean(bb.std))
 
 # %% ../nbs/06_backbones.ipynb #043f4084
 _BACKBONE = {}
@@ -195,7 +196,8 @@ def features(stream: str, params: dict | None = None, root: str | Path | None = 
     root = Path(root).absolute() if root else root          # work items carry absolute paths (Ray workers may start elsewhere)
     name = params['dataset']; d = data_dir(name, root); T, L, S = p['num_frames'], p['flow_length'], p['image_size']
     bb = cached_backbone(p['backbone'], 3 if stream == 'spatial' else 2 * L, p.get('weights'))   # missing weights: fail before any work
-    cfg = {k: p.get(k) for k in ('backbone', 'weights', 'num_frames', 'image_size')} | ({'flow_length': L} if stream == 'temporal' else {})
+    cfg = {k: p.get(k) for k in ('backbone', 'weights', 'num_frames', 'image_size')} | \
+          ({'flow_length': L, 'flow_stacks': 'centred', 'flow_zero': FLOW_ZERO} if stream == 'temporal' else {})
     out = prepare_outdir(features_dir(name, stream, root), cfg)
     src = frames_dir(name, root) if stream == 'spatial' else flow_dir(name, root)
     videos = sorted(v.name for v in src.iterdir() if v.is_dir() and not v.name.startswith('.'))
@@ -204,10 +206,11 @@ def features(stream: str, params: dict | None = None, root: str | Path | None = 
     s = {'data': str(d), 'out': str(out), 'stream': stream, 'backbone': p['backbone'], 'weights': p.get('weights'),
          'T': T, 'L': L, 'S': S, 'threads': p.get('threads') or torch.get_num_threads()}
     shards = {todo[i]: todo[i:i + per] for i in range(0, len(todo), per)}
-    for key, r, err in map_items(_features_shard, [(k, v, s) for k, v in shards.items()], f'features ({stream})', 1,
-                                 runtime_params(params), cpus=s['threads']):
-        if err: bad += [(v, err) for v in shards[key]]
-        else: bad += r['bad']; shape = shape or r['map_shape']
+    with useful(f'features ({stream})'):
+        for key, r, err in map_items(_features_shard, [(k, v, s) for k, v in shards.items()], f'features ({stream})', 1,
+                                     runtime_params(params), cpus=s['threads']):
+            if err: bad += [(v, err) for v in shards[key]]
+            else: bad += r['bad']; shape = shape or r['map_shape']
     if shape: atomic_write_json(out / '_meta.json', {'vec_dim': bb.vec_dim, 'map_shape': shape, **cfg})
     bad = write_report(out, bad, lambda v: (out / f'{v}.npz').exists())
     print(f'features ({stream}): {len(videos) - len(bad)} videos, {len(bad)} skipped')

@@ -12,7 +12,7 @@ from .models.base import masked_mean
 
 # %% auto #0
 __all__ = ['BENCHMARKS', 'time_round_robin', 'bench_matdl', 'bench_flow', 'bench_finetune', 'bench_cluster', 'bench_train',
-           'bench_memory', 'main']
+           'bench_memory', 'bench_pipeline', 'main']
 
 # %% ../nbs/13_bench.ipynb #209d99b3
 BENCHMARKS = Registry('benchmark', 'python -m memrec.bench NAME')
@@ -249,6 +249,38 @@ def bench_memory(sizes: str = '1000,10000', kind: str = 'vec', T: int = 12, dim:
     a, b = res[ns[0]]['peak_rss_mb'], res[ns[-1]]['peak_rss_mb']
     log(f'memory peak_rss_mb_1k={a:.0f} peak_rss_mb_10k={b:.0f} ratio={b / a:.2f} store_vs_ram_throughput={res[ns[0]]["clips_per_s"] / ram_cps:.2f}')
     return res
+
+# %% ../nbs/13_bench.ipynb #5cedc136
+@BENCHMARKS.register('pipeline')
+def bench_pipeline(edit: str = '', keep: bool = False, log=print) -> dict:
+    "A clean `dvc repro` of a scratch copy of the repository: wall time, useful compute, their ratio, and the stage count."
+    import json, os, shutil, subprocess, tempfile, time
+    from pathlib import Path
+    import yaml
+    from memrec.core import repo_root
+    root = repo_root(); d = Path(tempfile.mkdtemp(prefix='memrec_bench_pipeline_')); repo = d / 'repo'
+    shutil.copytree(root, repo, ignore=shutil.ignore_patterns('.venv', '.git', 'data', 'results', 'reports', '__pycache__', '*.egg-info', 'dvc.lock', '.dvc'))
+    if edit:
+        p = yaml.safe_load((repo / 'params.yaml').read_text()); exec(edit, {}, {'p': p})
+        (repo / 'params.yaml').write_text(yaml.safe_dump(p, sort_keys=False))
+    timings = d / 'timings.jsonl'
+    env = {**os.environ, 'MEMREC_QUIET': '1', 'MEMREC_TIMINGS': str(timings), 'PATH': f'{Path(sys.executable).parent}:{os.environ["PATH"]}'}
+    sh = lambda cmd: subprocess.run(cmd, cwd=repo, env=env, shell=True, capture_output=True, text=True)
+    sh('git init -q && dvc init -q && dvc config core.analytics false')
+    stages = len(sh('dvc stage list --name-only').stdout.split())
+    t0 = time.perf_counter(); r = sh('dvc repro'); wall = time.perf_counter() - t0
+    if r.returncode: raise RuntimeError(f'dvc repro failed in {repo}:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}')
+    t0 = time.perf_counter(); sh('dvc repro'); noop = time.perf_counter() - t0
+    rows = [json.loads(l) for l in timings.read_text().splitlines()] if timings.exists() else []
+    kinds = {}
+    for row in rows: k = row['what'].split(' ')[0]; kinds[k] = kinds.get(k, 0) + row['seconds']
+    useful = sum(kinds.values())
+    for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]): log(f'  useful {k:10s} {v:8.1f} s')
+    log(f'  other (start-up, imports, DVC, fusion, plots, tables) {wall - useful:8.1f} s; second (no-op) dvc repro {noop:.1f} s')
+    if not keep: shutil.rmtree(d, ignore_errors=True)
+    else: log(f'  scratch repository kept: {repo}')
+    log(f'pipeline wall_s={wall:.1f} useful_fraction={useful / wall:.2f} stages={stages}')
+    return {'wall_s': wall, 'useful_s': useful, 'useful_fraction': useful / wall, 'stages': stages, 'noop_s': noop, 'by_kind': kinds}
 
 # %% ../nbs/13_bench.ipynb #2b439936
 def _convert(v: str, default):

@@ -67,13 +67,18 @@ def parser() -> Parser:
     sub = ap.add_subparsers(dest='stage', required=True)     # subparsers are `Parser`s too
     for s in ('prepare', 'frames', 'flow', 'tables'): sub.add_parser(s)
     sub.add_parser('features').add_argument('--stream', required=True, choices=STREAMS)
-    for s in ('train', 'evaluate'):
-        a = sub.add_parser(s); a.add_argument('--model', required=True); a.add_argument('--stream', required=True, choices=STREAMS)
-    sub.add_parser('fuse').add_argument('--model', required=True)
+    a = sub.add_parser('run', description='Stage model@<model>: train, evaluate and fuse a model on every replicate (params.yaml: replicates).')
+    a.add_argument('--model', required=True); a.add_argument('--workers', type=int, help='processes (default: runtime.train_workers)')
+    sub.add_parser('tune', add_help=False, description='Choose hyper-parameters on validation groups (python -m memrec.tune -h).')
+    for s in ('train', 'evaluate', 'fuse'):                     # one unit of `run`, for debugging and torchrun
+        a = sub.add_parser(s); a.add_argument('--model', required=True)
+        if s != 'fuse': a.add_argument('--stream', required=True, choices=STREAMS)
+        a.add_argument('--split', type=int, help='official split (default: the first of replicates.splits)')
+        a.add_argument('--seed', type=int, help='training seed (default: the first of replicates.seeds)')
     a = sub.add_parser('predict', description='Classify one video with the trained models of both streams (see nbs/12_predict.ipynb).')
     a.add_argument('video', help='a video file PyAV can decode')
     a.add_argument('--model', default='matdl', help='trained model (a folder of --results; default: matdl)')
-    a.add_argument('--results', help="a split's results folder (default: results/<dataset>/split<k> of params.yaml)")
+    a.add_argument('--results', help="a dataset's results folder, results/<dataset> (default: that of params.yaml; the first replicate's models)")
     a.add_argument('--out', default='.', help='folder for the timeline PNG (default: the current folder)')
     a.add_argument('--stream', default='both', choices=('both', *STREAMS), help='run one stream alone (default: both, fused)')
     a.add_argument('--classes', help='classInd.txt-style file of the classes expected, in label order: refuse models trained on others')
@@ -83,6 +88,8 @@ def parser() -> Parser:
 # %% ../nbs/11_cli.ipynb #92332fd4
 def run(argv=None):
     "Parse the command line, check params.yaml and the stage's inputs, run the stage."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['tune']: from memrec.tune import main as tune; return tune(argv[1:])   # its own options (nbs/08e_tune)
     args = parser().parse_args(argv)
     if args.stage == 'predict':            # reads each model.pt, not params.yaml: runs outside the repository too
         from memrec.backbones import STREAMS
@@ -90,14 +97,18 @@ def run(argv=None):
         return predict_video(args.video, args.model, args.results, args.out, STREAMS if args.stream == 'both' else (args.stream,),
                              args.classes, args.top)
     params = validate_params(read_params())
-    if args.stage in ('train', 'evaluate', 'fuse'): check_model(params, args.model)
-    if args.stage in ('train', 'evaluate') and train_mode(params) == 'features': check_features(params, args.model, args.stream)
+    if args.stage in ('run', 'train', 'evaluate', 'fuse'): check_model(params, args.model)
+    if args.stage in ('train', 'evaluate', 'fuse'):
+        from memrec.core import unit_params; params = validate_params(unit_params(params, args.split, args.seed))
+    if args.stage in ('run', 'train', 'evaluate') and train_mode(params) == 'features':
+        for s in ((args.stream,) if args.stage != 'run' else ('spatial', 'temporal')): check_features(params, args.model, s)
     if args.stage in ('train', 'evaluate', 'fuse'):  # small recurrent models: one thread per process is fastest on CPU
-        import torch; torch.set_num_threads(params['train'].get('threads') or torch.get_num_threads())
+        import torch; torch.set_num_threads((params.get('runtime') or {}).get('threads') or torch.get_num_threads())
     if args.stage == 'prepare': from memrec.data import prepare; prepare(params)
     elif args.stage == 'frames': from memrec.frames import frames; frames(params)
     elif args.stage == 'flow': from memrec.flow import flow; flow(params)
     elif args.stage == 'features': from memrec.backbones import features; features(args.stream, params)
+    elif args.stage == 'run': from memrec.run import run_model; run_model(args.model, params, workers=args.workers)
     elif args.stage == 'train': from memrec.train import train; train(args.model, args.stream, params)       # either train.mode
     elif args.stage == 'evaluate': from memrec.evaluate import evaluate; evaluate(args.model, args.stream, params)
     elif args.stage == 'fuse': from memrec.evaluate import fuse; fuse(args.model, params)

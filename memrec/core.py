@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np, yaml
 
 # %% auto #0
-__all__ = ['repo_root', 'ref_data', 'load_params', 'Registry', 'atomic_path', 'atomic_write_text', 'atomic_write_json',
-           'atomic_dir', 'atomic_torch_save', 'config_hash', 'prepare_outdir', 'set_seed', 'progress', 'device']
+__all__ = ['repo_root', 'ref_data', 'load_params', 'replicates', 'unit_params', 'Registry', 'atomic_path', 'atomic_write_text',
+           'atomic_write_json', 'atomic_dir', 'atomic_torch_save', 'config_hash', 'prepare_outdir', 'set_seed',
+           'progress', 'device', 'useful']
 
 # %% ../nbs/00_core.ipynb #a35ae7a1
 def repo_root(start: str | Path | None = None) -> Path:
@@ -30,6 +31,18 @@ def load_params(path: str | Path | None = None) -> dict:
     "Read `params.yaml` (default: the one at `repo_root()`)."
     path = Path(path) if path else repo_root() / 'params.yaml'
     with open(path) as f: return yaml.safe_load(f)
+
+# %% ../nbs/00_core.ipynb #1ffd5fb0
+def replicates(params: dict, model: str | None = None) -> list[tuple[int, int]]:
+    "The (split, seed) pairs `model` is run on: `models.<model>.replicates`, else `replicates` (split-major order)."
+    r = ((params.get('models') or {}).get(model) or {}).get('replicates') or params.get('replicates') or {}
+    return [(int(k), int(s)) for k in r.get('splits') or [params.get('split', 1)] for s in r.get('seeds') or [params.get('seed', 0)]]
+
+def unit_params(params: dict, split: int | None = None, seed: int | None = None) -> dict:
+    "A copy of `params` for one replicate: `split` and `seed` at the top level (default: those already set, else the first replicate)."
+    k, s = replicates(params)[0]
+    split = params.get('split', k) if split is None else split; seed = params.get('seed', s) if seed is None else seed
+    return {**params, 'split': int(split), 'seed': int(seed)}
 
 # %% ../nbs/00_core.ipynb #47c4e68a
 class Registry(dict):
@@ -124,3 +137,14 @@ def device():
     "The torch device to train on: CUDA when present, else CPU (override with MEMREC_DEVICE)."
     import torch
     return torch.device(os.environ.get('MEMREC_DEVICE') or ('cuda' if torch.cuda.is_available() else 'cpu'))
+
+# %% ../nbs/00_core.ipynb #746573df
+@contextlib.contextmanager
+def useful(what: str):
+    "Time the enclosed useful compute; with `MEMREC_TIMINGS` set, append `{what, seconds}` to that file (JSON lines)."
+    import time
+    t0 = time.perf_counter()
+    try: yield
+    finally:
+        if f := os.environ.get('MEMREC_TIMINGS'):
+            with open(f, 'a') as fh: fh.write(json.dumps({'what': what, 'seconds': round(time.perf_counter() - t0, 4)}) + '\n')

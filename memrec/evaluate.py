@@ -4,19 +4,19 @@
 
 # %% ../nbs/09_evaluate.ipynb #41638424
 from __future__ import annotations
-import json
+import glob, json
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from .core import atomic_path, atomic_write_json, load_params, device, repo_root
-from .paths import data_dir, features_dir, results_dir, scores_path
+from .core import atomic_path, atomic_write_json, load_params, device, repo_root, unit_params
+from .paths import data_dir, features_dir, metrics_path, result_dir, results_dir, scores_path
 from .featdata import FeatureSource, snippet_starts, to_device
-from .paths import result_dir
 from .train import MODES, load_trained
 
 # %% auto #0
 __all__ = ['FUSION_RULES', 'accuracy_metrics', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion', 'write_metrics',
            'relevance_at', 'relevance_of', 'predict', 'write_class_report', 'evaluate', 'fuse_scores', 'choose_weight',
-           'fuse', 'across_splits', 'mean_std', 'paired_bootstrap', 'load_scores', 'group_accuracy']
+           'fuse', 'replicate_metrics', 'summarise', 'mean_std', 'paired_bootstrap', 'correct', 'paired_differences',
+           'load_scores', 'group_accuracy']
 
 # %% ../nbs/09_evaluate.ipynb #3eb04c2b
 def accuracy_metrics(scores: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> dict:
@@ -58,16 +58,15 @@ def write_metrics(s: np.ndarray, relevant: np.ndarray) -> dict:
     return {'write_precision': float(p), 'write_recall': float(rc), 'write_f1': float(f1), 'write_rate': float(s.mean())}
 
 def relevance_at(d: Path, videos, stream: str, flow_length: int = 1, frames: np.ndarray | None = None) -> np.ndarray | None:
-    """(N,T) ground-truth relevance of the sampled positions (`frames`, (N,T) first frame of each position; default: the
-    positions the cached features were taken at), or None when the dataset has no relevance masks."""
+    """(N,T) ground-truth relevance of the sampled positions (`frames`, (N,T) RGB frame of each position, on which a flow
+    stack is centred, so `flow_length` needs no offset; default: the cached features' positions), or None without relevance masks."""
     ann = d / 'raw' / 'annotations.csv'
     if not ann.exists(): return None
     rel = pd.read_csv(ann, usecols=['video', 'frame', 'relevant']).set_index(['video', 'frame'])['relevant']
-    off = flow_length // 2 if stream == 'temporal' else 0
     out = []
     for i, v in enumerate(videos):
         r = rel.loc[v].values; idx = frames[i] if frames is not None else np.load(d / 'features' / stream / f'{v}.npz')['frames']   # d: a dataset folder
-        out.append(r[np.minimum(idx + off, len(r) - 1)])
+        out.append(r[np.minimum(idx, len(r) - 1)])
     return np.stack(out).astype(bool)
 
 def relevance_of(d: Path, z, stream: str, flow_length: int = 1) -> np.ndarray | None:
@@ -103,14 +102,14 @@ def predict(net, source) -> dict:
 
 def _softmax(logits: np.ndarray) -> np.ndarray: return torch.from_numpy(logits).softmax(-1).numpy()
 
-def write_class_report(out: Path, prob: np.ndarray, labels: np.ndarray, classes, title: str):
-    "`per_class.csv` and `confusion.png` in `out`."
+def write_class_report(out: Path, prob: np.ndarray, labels: np.ndarray, classes, title: str, plot: bool = True):
+    "`per_class.csv` and (with `plot`) `confusion.png` in `out`."
     with atomic_path(out / 'per_class.csv') as tmp: per_class_accuracy(prob, labels, classes).to_csv(tmp, index=False)
-    plot_confusion(confusion_matrix(labels, prob.argmax(-1), len(classes)), classes, out / 'confusion.png', title)
+    if plot: plot_confusion(confusion_matrix(labels, prob.argmax(-1), len(classes)), classes, out / 'confusion.png', title)
 
-def evaluate(model: str, stream: str, params: dict | None = None, root=None) -> dict:
-    "Stage `evaluate`: test-split scores (`scores.npz`) and metrics (`metrics.json`) of a trained model, whichever mode trained it."
-    params = params or load_params(); out = result_dir(params['dataset'], params['split'], model, stream, root)
+def evaluate(model: str, stream: str, params: dict | None = None, root=None, plot: bool = True) -> dict:
+    "Test-split scores (`scores.npz`), metrics (`metrics.json`), per-class accuracy (and with `plot` the confusion matrix) of a trained model, whichever mode trained it."
+    params = unit_params(params or load_params()); out = result_dir(params['dataset'], params['split'], model, stream, root, seed=params['seed'])
     net, ck = load_trained(out / 'model.pt', device()); mode = ck.get('mode', 'features')
     src = MODES[mode]['sources'](params, ck, stream, root); te = src['test']
     o = predict(net, te)
@@ -129,7 +128,7 @@ def evaluate(model: str, stream: str, params: dict | None = None, root=None) -> 
         m['val_top1'] = float((vp.argmax(-1) == extra['val_labels']).mean())
     with atomic_path(out / 'scores.npz') as tmp:
         with open(tmp, 'wb') as f: np.savez(f, videos=np.array(te.videos), labels=y, prob=prob, classes=np.array(ck['classes']), **o, **pos, **extra)
-    write_class_report(out, prob, y, ck['classes'], f'{model} / {stream} ({params["dataset"]}, split {params["split"]}, {mode})')
+    write_class_report(out, prob, y, ck['classes'], f'{model} / {stream} ({params["dataset"]}, split {params["split"]}, seed {params["seed"]}, {mode})', plot)
     atomic_write_json(out / 'metrics.json', m)
     print(f'evaluate {model}/{stream}: ' + ', '.join(f'{k}={v:.3f}' if isinstance(v, float) else f'{k}={v}' for k, v in m.items()))
     return m
@@ -162,9 +161,9 @@ def choose_weight(a: dict, b: dict, grid=np.linspace(0, 1, 21)) -> tuple[float, 
     return float(w), float(acc.max())
 
 # %% ../nbs/09_evaluate.ipynb #1cbccd9a
-def fuse(model: str, params: dict | None = None, root=None) -> dict:
+def fuse(model: str, params: dict | None = None, root=None, plot: bool = True) -> dict:
     "Stage `fuse`: two-stream scores and metrics of `model` (results in `<model>/twostream/`) by `params.yaml: fusion.rule`."
-    params = params or load_params(); rd = lambda s: result_dir(params['dataset'], params['split'], model, s, root)
+    params = unit_params(params or load_params()); rd = lambda s: result_dir(params['dataset'], params['split'], model, s, root, seed=params['seed'])
     a, b = (dict(np.load(rd(s) / 'scores.npz')) for s in ('spatial', 'temporal'))
     cfg = params.get('fusion') or {}; rule = cfg.get('rule', 'average')
     if rule not in FUSION_RULES: raise ValueError(f'Unknown fusion rule {rule!r} (params.yaml: fusion.rule); valid: {", ".join(FUSION_RULES)}')
@@ -186,27 +185,31 @@ def fuse(model: str, params: dict | None = None, root=None) -> dict:
     classes = a['classes'] if 'classes' in a else np.arange(f['prob'].shape[1]).astype(str)
     with atomic_path(out / 'scores.npz') as tmp:
         with open(tmp, 'wb') as fh: np.savez(fh, **f, classes=classes)
-    write_class_report(out, f['prob'], f['labels'], list(classes), f'{model} / two-stream, {rule} ({params["dataset"]}, split {params["split"]})')
+    write_class_report(out, f['prob'], f['labels'], list(classes), f'{model} / two-stream, {rule} ({params["dataset"]}, split {params["split"]}, seed {params["seed"]})', plot)
     atomic_write_json(out / 'metrics.json', m)
     print(f'fuse {model} ({rule}' + (f', spatial weight {w:.2f}' if rule != 'product' else '') + f'): top1={m["top1"]:.3f} mean_class_acc={m["mean_class_acc"]:.3f}')
     return m
 
 # %% ../nbs/09_evaluate.ipynb #f525a4eb
-def across_splits(dataset: str, results: str | Path = 'results', metrics=('top1', 'mean_class_acc')) -> pd.DataFrame:
-    "Mean, std and count over the splits present of each metric, per (model, stream) of `dataset`."
-    base = results_dir(results)
-    files = sorted((base / dataset).glob('split*/*/*/metrics.json'))
-    if not files: raise FileNotFoundError(f'No results for dataset {dataset!r} under {base / dataset}: run `dvc repro` for each split first')
-    rows = [{'split': int(f.parts[-4][5:]), 'model': f.parts[-3], 'stream': f.parts[-2], **json.loads(f.read_text())} for f in files]
-    df = pd.DataFrame(rows); metrics = [m for m in metrics if m in df]
-    g = df.groupby(['model', 'stream'])
-    out = g[metrics].agg(['mean', 'std']); out.columns = [f'{m}_{s}' for m, s in out.columns]
-    return out.assign(n_splits=g.split.nunique(), splits=g.split.agg(lambda s: ','.join(map(str, sorted(set(s)))))).reset_index()
+def replicate_metrics(dataset: str, results: str | Path = 'results', models=None) -> pd.DataFrame:
+    "Every test `metrics.json` of `dataset`: one row per (model, split, seed, stream) with its metrics."
+    files = sorted(Path(f) for f in glob.glob(str(metrics_path(dataset, '*', '*', '*', results=results, seed='*'))))
+    rows = [{'model': f.parts[-5], 'split': int(f.parts[-4][5:]), 'seed': int(f.parts[-3][4:]), 'stream': f.parts[-2],
+             **json.loads(f.read_text())} for f in files if models is None or f.parts[-5] in models]
+    return pd.DataFrame(rows, columns=None if rows else ['model', 'split', 'seed', 'stream'])
+
+def summarise(df: pd.DataFrame, metrics=('top1', 'mean_class_acc')) -> pd.DataFrame:
+    "Per (model, stream): each metric's mean (column `<metric>`) and sd (`<metric>_sd`) over replicates, `n`, `splits`, `seeds` (`metrics` None: every numeric one)."
+    if metrics is None: metrics = [c for c in df.select_dtypes('number').columns if c not in ('split', 'seed')]
+    metrics = [m for m in metrics if m in df]; g = df.groupby(['model', 'stream'])
+    out = g[metrics].mean().join(g[metrics].std().add_suffix('_sd'))
+    ids = lambda c: g[c].agg(lambda s: ','.join(map(str, sorted(set(s)))))
+    return out.assign(n=g.size(), splits=ids('split'), seeds=ids('seed')).reset_index()
 
 def mean_std(df: pd.DataFrame, metric: str = 'top1', scale: float = 100, fmt: str = '.1f') -> pd.Series:
-    "'mean ± std' strings (in %) of `metric` from `across_splits`; the std is left out with a single split."
-    return pd.Series([f'{m * scale:{fmt}}' + (f' ± {s * scale:{fmt}}' if n > 1 else '') for m, s, n in
-                      zip(df[f'{metric}_mean'], df[f'{metric}_std'], df.n_splits)], index=pd.MultiIndex.from_frame(df[['model', 'stream']]))
+    "'mean ± sd (n=k)' strings (in %) of `metric` from `summarise`; the sd is left out with a single replicate."
+    return pd.Series([f'{m * scale:{fmt}}' + (f' ± {s * scale:{fmt}}' if n > 1 else '') + f' (n={n})' for m, s, n in
+                      zip(df[metric], df[f'{metric}_sd'], df.n)], index=pd.MultiIndex.from_frame(df[['model', 'stream']]))
 
 # %% ../nbs/09_evaluate.ipynb #62dd8769
 def paired_bootstrap(d: dict, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
@@ -224,10 +227,32 @@ def paired_bootstrap(d: dict, n_boot: int = 2000, level: float = 0.95, seed: int
     n = sum(np.asarray(D).size for D in d.values())
     return {'effect': effect, 'lo': float(lo), 'hi': float(hi), 'verdict': verdict, 'n_pairs': int(n), 'n_splits': len(d)}
 
+# %% ../nbs/09_evaluate.ipynb #04ebd887
+def correct(scores: dict) -> pd.Series:
+    "1 where the top-1 prediction of `scores` is right, 0 elsewhere, indexed by video."
+    return pd.Series((np.asarray(scores['prob']).argmax(-1) == np.asarray(scores['labels'])).astype(float), index=list(scores['videos']))
+
+def paired_differences(dataset: str, a: tuple[str, str], b: tuple[str, str], results: str | Path = 'results') -> dict:
+    "split -> (seeds, videos) array of correct(a) - correct(b) over the replicates and test videos both (model, stream) rows have."
+    def runs(model, stream):
+        fs = glob.glob(str(scores_path(dataset, '*', model, stream, results=results, seed='*')))
+        return {(int(Path(f).parts[-4][5:]), int(Path(f).parts[-3][4:])): f for f in fs}
+    ra, rb = runs(*a), runs(*b); out = {}
+    for k in sorted({k for k, _ in set(ra) & set(rb)}):
+        seeds = sorted(s for kk, s in set(ra) & set(rb) if kk == k)
+        ca = [correct(np.load(ra[k, s])) for s in seeds]; cb = [correct(np.load(rb[k, s])) for s in seeds]
+        vids = sorted(set.intersection(*(set(c.index) for c in ca + cb)))
+        out[k] = np.stack([x[vids].values - y[vids].values for x, y in zip(ca, cb)])
+    return out
+
 # %% ../nbs/09_evaluate.ipynb #f20006d7
-def load_scores(dataset: str, split: int, model: str, stream: str, results: str | Path = 'results') -> dict | None:
-    "The `scores.npz` of a model and stream as a dict, or None when it has not been produced."
-    f = scores_path(dataset, split, model, stream, results=results)
+def load_scores(dataset: str, split: int, model: str, stream: str, results: str | Path = 'results', seed: int | None = None) -> dict | None:
+    "The `scores.npz` of a model and stream in one replicate (`seed` None: the lowest seed run) as a dict, or None when it has not been produced."
+    if seed is None:
+        have = sorted(int(Path(f).parts[-3][4:]) for f in glob.glob(str(scores_path(dataset, split, model, stream, results=results, seed='*'))))
+        if not have: return None
+        seed = have[0]
+    f = scores_path(dataset, split, model, stream, results=results, seed=seed)
     return dict(np.load(f)) if f.exists() else None
 
 def group_accuracy(scores: dict, groups: dict, classes=None) -> pd.Series:

@@ -8,7 +8,7 @@ import contextlib, os, warnings
 from multiprocessing import get_context
 from pathlib import Path
 import pandas as pd
-from .core import atomic_path, progress
+from .core import atomic_path, progress, useful
 from .schema import MemrecError
 
 # %% auto #0
@@ -119,6 +119,7 @@ def run_pool(fn, items: list, out: Path, desc: str, workers: int = 2, runtime: d
     """Call `fn(item)` for each `(video, ...)` item whose `out/video` is missing, with `runtime.executor` (local: `workers`
     processes). Returns (and writes to `out/_report.csv`) the videos that failed, with the reason."""
     out = Path(out); todo = [it for it in items if not (out / it[0]).exists()]; bad = []
-    for video, _, err in map_items(fn, todo, desc, workers, runtime, gpus):
-        if err: warnings.warn(f'{desc}: skipping {video}: {err}'); bad.append((video, err))
+    with useful(desc):                 # decoding / flow: the work itself (bench pipeline)
+        for video, _, err in map_items(fn, todo, desc, workers, runtime, gpus):
+            if err: warnings.warn(f'{desc}: skipping {video}: {err}'); bad.append((video, err))
     return write_report(out, bad, lambda v: (out / v).exists())

@@ -224,15 +224,15 @@ def ground_truth(ann: pd.DataFrame, videos, frames, geom: CropGeometry) -> np.nd
     empty = ~((b[..., 2] > b[..., 0]) & (b[..., 3] > b[..., 1]))                        # also true on NaN
     return np.where(empty[..., None], np.nan, b)
 
-def load_localisation(dataset: str, split: int, model: str, stream: str = 'spatial', root=None, results=None, data=None,
+def load_localisation(dataset: str, split: int, model: str, stream: str = 'spatial', root=None, results=None, data=None, seed: int = 0,
                       sigma: float = 8.0, theta: float = 100 / 255, window: int = 7, short_side: int | None = None,
                       chunk: int = 64) -> dict:
     "Scores, attention, sampled frames, linked/smoothed boxes and ground truth (original coordinates) of one trained model."
-    f = scores_path(dataset, split, model, stream, root, results or 'results')
+    f = scores_path(dataset, split, model, stream, root, results or 'results', seed)
     if not f.exists():
-        raise MissingResults(f'No scores for {model}/{stream} on {dataset} split {split} ({f}). Produce them '
-                             f'with `dvc repro` (or `memrec train --model {model} --stream {stream}` then `memrec evaluate '
-                             f'--model {model} --stream {stream}`), with `dataset: {dataset}` and `split: {split}` in params.yaml.')
+        raise MissingResults(f'No scores for {model}/{stream} on {dataset} split {split} seed {seed} ({f}). Produce them '
+                             f'with `dvc repro` (or `memrec run --model {model}`), with `dataset: {dataset}` in params.yaml '
+                             f'and split {split}, seed {seed} among its `replicates`.')
     z = np.load(f)
     if 'attn' not in z.files:
         raise ValueError(f'{model} saved no attention maps (no `attn` in {f}); localisation needs a model '
@@ -249,7 +249,6 @@ def load_localisation(dataset: str, split: int, model: str, stream: str = 'spati
         frames, L = np.stack([np.load(fd / f'{v}.npz')['frames'] for v in videos]).astype(int), int(meta.get('flow_length') or 1)
     if frames.shape != attn.shape[:2]: raise ValueError(f'attention {attn.shape[:2]} and sampled frames {frames.shape} disagree')
     size = int(meta.get('image_size') or 112)
-    if stream == 'temporal': frames = frames + L // 2                                    # a flow stack's middle frame
     geom = CropGeometry(int(cfg['width']), int(cfg['height']), short_side or _short_side(dataset, videos, root, data or 'data', size), size)
     linked, smooth = localise(attn, frames, size, sigma, theta, window, chunk)
     return dict(videos=videos, labels=z['labels'], prob=z['prob'], attn=attn, frames=frames, geometry=geom,

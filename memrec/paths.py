@@ -9,8 +9,8 @@ from .core import repo_root
 
 # %% auto #0
 __all__ = ['under_root', 'data_dir', 'raw_dir', 'index_path', 'frames_dir', 'frame_path', 'flow_dir', 'features_dir',
-           'feature_store_path', 'results_dir', 'split_dir', 'result_dir', 'scores_path', 'metrics_path', 'reports_dir',
-           'report_path', 'report_files_dir']
+           'feature_store_path', 'results_dir', 'model_dir', 'summary_path', 'replicate_dir', 'result_dir',
+           'scores_path', 'metrics_path', 'reports_dir', 'report_path', 'report_files_dir']
 
 # %% ../nbs/00b_paths.ipynb #44f39091
 def under_root(path: str | Path, root: str | Path | None = None) -> Path:
@@ -59,25 +59,34 @@ def results_dir(results: str | Path = 'results', root: str | Path | None = None)
     "The results folder: `results` (default `results`) under `root`, or as it is when absolute."
     return under_root(results, root)
 
-def split_dir(dataset: str, split: int, root: str | Path | None = None, results: str | Path = 'results') -> Path:
-    "Every result of one dataset and split: `<results>/<dataset>/split<k>`."
-    return results_dir(results, root) / dataset / f'split{split}'
+def model_dir(dataset: str, model: str, root: str | Path | None = None, results: str | Path = 'results') -> Path:
+    "Every replicate of one model on one dataset, `<results>/<dataset>/<model>`: the output of DVC stage `model@<model>`."
+    return results_dir(results, root) / dataset / model
 
-def result_dir(dataset: str, split: int, model: str, stream: str, root: str | Path | None = None,
-               results: str | Path = 'results') -> Path:
-    "One model on one stream: `model.pt`, `train_log.csv` (train), `scores.npz`, `metrics.json`, `per_class.csv`, `confusion.png`."
-    return split_dir(dataset, split, root, results) / model / stream
+def summary_path(dataset: str, model: str, root: str | Path | None = None, results: str | Path = 'results') -> Path:
+    "Mean, standard deviation and count over the replicates of each stream's metrics (`dvc metrics show`; outside `model_dir`, which DVC tracks as one output)."
+    return results_dir(results, root) / dataset / 'summary' / f'{model}.json'
+
+def replicate_dir(dataset: str, model: str, split: int | str, seed: int | str, root: str | Path | None = None,
+                  results: str | Path = 'results') -> Path:
+    "One replicate of a model: official `split` k, training `seed` s: `<model_dir>/split<k>/seed<s>` (`'*'`: a glob pattern)."
+    return model_dir(dataset, model, root, results) / f'split{split}' / f'seed{seed}'
+
+def result_dir(dataset: str, split: int | str, model: str, stream: str, root: str | Path | None = None,
+               results: str | Path = 'results', seed: int | str = 0) -> Path:
+    "One model on one stream in one replicate: `model.pt`, `train_log.csv` (train), `scores.npz`, `metrics.json`, `per_class.csv`, `confusion.png` (first replicate only)."
+    return replicate_dir(dataset, model, split, seed, root, results) / stream
 
 # %% ../nbs/00b_paths.ipynb #28d89ae2
-def scores_path(dataset: str, split: int, model: str, stream: str, root: str | Path | None = None,
-                results: str | Path = 'results') -> Path:
-    "Per-video test scores of a model and stream (`videos`, `labels`, `prob`, `classes`, and the model's extras)."
-    return result_dir(dataset, split, model, stream, root, results) / 'scores.npz'
+def scores_path(dataset: str, split: int | str, model: str, stream: str, root: str | Path | None = None,
+                results: str | Path = 'results', seed: int | str = 0) -> Path:
+    "Per-video test scores of a model and stream in one replicate (`videos`, `labels`, `prob`, `classes`, and the model's extras)."
+    return result_dir(dataset, split, model, stream, root, results, seed) / 'scores.npz'
 
-def metrics_path(dataset: str, split: int, model: str, stream: str, root: str | Path | None = None,
-                 results: str | Path = 'results') -> Path:
-    "Test metrics of a model and stream (`top1`, `mean_class_acc`, ...; DVC metrics). `model`/`stream` `'*'` give a glob pattern."
-    return result_dir(dataset, split, model, stream, root, results) / 'metrics.json'
+def metrics_path(dataset: str, split: int | str, model: str, stream: str, root: str | Path | None = None,
+                 results: str | Path = 'results', seed: int | str = 0) -> Path:
+    "Test metrics of a model and stream in one replicate (`top1`, `mean_class_acc`, ...). Any piece `'*'` gives a glob pattern."
+    return result_dir(dataset, split, model, stream, root, results, seed) / 'metrics.json'
 
 # %% ../nbs/00b_paths.ipynb #39b41d7b
 def reports_dir(dataset: str, root: str | Path | None = None, reports: str | Path = 'reports') -> Path:

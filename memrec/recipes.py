@@ -66,7 +66,7 @@ def model_config(params: dict, model: str, stream: str, mode: str = 'features') 
     `finetune.train`, then `models.<model>.finetune` for fine-tuning)."""
     arch = model_arch(params, model)
     if stream not in STREAMS: raise ValueError(f'Unknown stream {stream!r} (params.yaml / dvc.yaml); valid streams: {", ".join(STREAMS)}')
-    kw = copy.deepcopy((params.get('models') or {}).get(model) or {}); kw.pop('arch', None)
+    kw = copy.deepcopy((params.get('models') or {}).get(model) or {}); kw.pop('arch', None); kw.pop('replicates', None)
     over, ft_over = kw.pop('train', None) or {}, kw.pop('finetune', None) or {}
     recipe = copy.deepcopy(params['train'])
     if mode == 'finetune':

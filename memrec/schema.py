@@ -15,13 +15,13 @@ from .core import load_params, repo_root
 
 # %% auto #0
 __all__ = ['UNION_TAGS', 'MESSAGES', 'TRAIN_MODES', 'BN_MODES', 'SAMPLINGS', 'SCALES', 'Positive', 'NonNegative', 'Count',
-           'Index', 'Fraction', 'Unit', 'MODEL_KEYS', 'MemrecError', 'ParamsError', 'key_path', 'params_line',
-           'validation_line', 'problem', 'choice', 'dataset_names', 'backbone_names', 'flow_method_names',
-           'model_names', 'fusion_rules', 'streams', 'executor_names', 'optimizer_names', 'recipe_names',
-           'dataset_splits', 'stream_keys_problem', 'per_stream', 'Section', 'Closed', 'TrainSection',
-           'FinetuneSection', 'model_keywords', 'ModelEntry', 'PipelineSection', 'FramesSection', 'FlowSection',
-           'FeaturesSection', 'FusionSection', 'LocaliseSection', 'TablesSection', 'RuntimeSection', 'Params',
-           'check_references', 'validate_params', 'yaml_line', 'read_params']
+           'Index', 'Fraction', 'Unit', 'MODEL_KEYS', 'NonEmpty', 'MemrecError', 'ParamsError', 'key_path',
+           'params_line', 'validation_line', 'problem', 'choice', 'dataset_names', 'backbone_names',
+           'flow_method_names', 'model_names', 'fusion_rules', 'streams', 'executor_names', 'optimizer_names',
+           'recipe_names', 'dataset_splits', 'stream_keys_problem', 'per_stream', 'Section', 'Closed', 'TrainSection',
+           'FinetuneSection', 'model_keywords', 'ReplicatesSection', 'ModelEntry', 'PipelineSection', 'FramesSection',
+           'FlowSection', 'FeaturesSection', 'FusionSection', 'LocaliseSection', 'TablesSection', 'RuntimeSection',
+           'Params', 'check_references', 'validate_params', 'yaml_line', 'read_params']
 
 # %% ../nbs/00a_schema.ipynb #7dbf2745
 class MemrecError(ValueError):
@@ -49,7 +49,7 @@ MESSAGES = {'int_type': 'must be an integer', 'float_type': 'must be a number', 
             'string_type': 'must be a string', 'list_type': 'must be a list', 'dict_type': 'must be a mapping',
             'model_type': 'must be a mapping', 'missing': 'missing (required)',
             'greater_than': 'must be > {gt}', 'greater_than_equal': 'must be >= {ge}',
-            'less_than': 'must be < {lt}', 'less_than_equal': 'must be <= {le}'}
+            'less_than': 'must be < {lt}', 'less_than_equal': 'must be <= {le}', 'too_short': 'must have at least {min_length} item(s)'}
 
 def _short(v, n: int = 60) -> str:
     r = repr(v); return r if len(r) <= n else r[:n - 3] + '...'
@@ -170,7 +170,6 @@ class TrainSection(Closed):
     ref_train_videos: Count = None
     lr_gamma: per_stream(Positive) = None
     clip_grad: Optional[per_stream(NonNegative)] = None
-    threads: Optional[Index] = None
     val_fraction: Fraction = None
     checkpoint_every: Optional[Count] = None
     checkpoint_seconds: NonNegative = None
@@ -207,7 +206,7 @@ class FinetuneSection(Section):
     train: Optional[FinetuneSection] = None     # finetune.train: recipe overrides for every model
 
 # %% ../nbs/00a_schema.ipynb #f48f4167
-MODEL_KEYS = ('arch', 'train', 'finetune')   # keys of models.<m> that are not keyword arguments of the model
+MODEL_KEYS = ('arch', 'train', 'finetune', 'replicates')   # keys of models.<m> that are not keyword arguments of the model
 
 def model_keywords(arch: str) -> list[str] | None:
     "Keyword arguments `params.yaml: models.<m>` may give model `arch` (None: any)."
@@ -215,9 +214,17 @@ def model_keywords(arch: str) -> list[str] | None:
     if any(p.kind == p.VAR_KEYWORD for p in ps): return None
     return [p.name for p in ps if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
+NonEmpty = lambda t: Annotated[list[t], Field(min_length=1)]
+
+class ReplicatesSection(Closed):
+    "`replicates` (or `models.<m>.replicates`): the official splits and the training seeds every model is run on."
+    splits: NonEmpty(Count)
+    seeds: NonEmpty(Index)
+
 class ModelEntry(Section):
-    "`models.<m>`: keyword arguments of the model (values may be per stream), `arch`, `train` and `finetune`."
+    "`models.<m>`: keyword arguments of the model (values may be per stream), `arch`, `train`, `finetune` and `replicates`."
     arch: choice('model', model_names) = None
+    replicates: Optional[ReplicatesSection] = None
     train: Optional[TrainSection] = None
     finetune: Optional[FinetuneSection] = None
 
@@ -247,6 +254,7 @@ class FeaturesSection(Section):
     batch_size: Count = None
     weights: Optional[str] = None
     threads: Optional[Index] = None
+    vector: choice('feature vector', lambda: ('head', 'map_mean')) = None
 
 class FusionSection(Section):
     rule: choice('fusion rule', fusion_rules) = None
@@ -267,13 +275,16 @@ class RuntimeSection(Closed):
     address: Optional[str] = None       # a Ray cluster; null: a local Ray with `workers` CPUs
     workers: Count = None
     retries: Index = None
+    threads: Optional[Count] = None         # per training / evaluation process
+    train_workers: Optional[Count] = None   # model@<m>: replicate processes in parallel (None: one per core; 1 on a GPU)
 
 # %% ../nbs/00a_schema.ipynb #bb334477
 class Params(Section):
     "params.yaml as a whole (errors in field order: the first one is reported)."
-    seed: Index = None
     dataset: choice('dataset', dataset_names)
-    split: Count
+    replicates: ReplicatesSection
+    seed: Index = None          # one replicate's seed and split: set by the stages (`core.unit_params`), not in params.yaml
+    split: Count = None
     pipeline: PipelineSection = None
     datasets: dict[str, Optional[dict[str, Any]]] = None
     frames: FramesSection = None
@@ -317,9 +328,14 @@ def _recipe_refs(params: dict):
 
 def check_references(params: dict, root: str | Path | None = None):
     "Raise `ParamsError` on a reference to something that does not exist (`params` already passed `Params`)."
-    ds, split = params['dataset'], params['split']
-    if split not in (splits := dataset_splits(ds)):
-        raise ParamsError(params_line(('split',), f'{ds} has no split {split!r}; valid splits: {", ".join(map(str, splits))}'))
+    ds, valid = params['dataset'], dataset_splits(params['dataset'])
+    where = [(('replicates', 'splits'), (params.get('replicates') or {}).get('splits'))]
+    where += [(('models', m, 'replicates', 'splits'), ((e or {}).get('replicates') or {}).get('splits')) for m, e in (params.get('models') or {}).items()]
+    where += [(('split',), [params['split']])] if params.get('split') is not None else []
+    for loc, splits in where:
+        for i, k in enumerate(splits or ()):
+            if k not in valid:
+                raise ParamsError(params_line(loc + ((i,) if loc[-1] == 'splits' else ()), f'{ds} has no split {k!r}; valid splits: {", ".join(map(str, valid))}'))
     for loc, name in _recipe_refs(params):
         if name not in (valid := recipe_names(params)):
             raise ParamsError(params_line(loc, f'unknown recipe {name!r}; valid recipe names: {", ".join(valid)} (or define it under recipes:)'))

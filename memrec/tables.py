@@ -8,12 +8,13 @@ import argparse, json, os, shutil, sys
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import atomic_path, atomic_write_text, load_params, progress, repo_root
-from .paths import metrics_path, report_files_dir, report_path, split_dir
+from .paths import report_files_dir, report_path, results_dir
 
 # %% auto #0
 __all__ = ['PARAM_SOURCES', 'FOLDERS', 'published', 'table_rows', 'row_models', 'row_attrs', 'published_for', 'row_notes',
-           'MissingResults', 'collect', 'side_by_side', 'to_markdown', 'ours_column', 'report_figure', 'write_report',
-           'declared_parameters', 'notebook_parameters', 'run_table', 'tables', 'main']
+           'MissingResults', 'collect', 'mean_sd_text', 'side_by_side', 'to_markdown', 'ours_column', 'replicate_keys',
+           'replicate_scores', 'replicate_table', 'replicates_note', 'paired_values', 'paired_row', 'report_figure',
+           'write_report', 'declared_parameters', 'notebook_parameters', 'run_table', 'tables', 'main']
 
 # %% ../nbs/10_tables.ipynb #448bbc55
 def _data_file(name: str) -> Path:
@@ -73,24 +74,31 @@ def row_notes(rows: pd.DataFrame) -> str:
 # %% ../nbs/10_tables.ipynb #47a30c30
 class MissingResults(FileNotFoundError): pass
 
-def collect(dataset: str, split: int = 1, results: str | Path = 'results') -> pd.DataFrame:
-    "All metrics of `dataset`/`split` as rows (model, stream, metric columns)."
-    import glob
-    files = sorted(Path(f) for f in glob.glob(str(metrics_path(dataset, split, '*', '*', results=results))))
-    if not files:
-        raise MissingResults(
-            f'No results for dataset {dataset!r} split {split} under {split_dir(dataset, split, results=results)}. Produce '
-            f'them first: set `dataset: {dataset}` (and `split: {split}`) in params.yaml, then run `make repro` (i.e. `dvc repro`).')
-    return pd.DataFrame([{'model': f.parent.parent.name, 'stream': f.parent.name, **json.loads(f.read_text())} for f in files])
+def collect(dataset: str, results: str | Path = 'results', models=None) -> pd.DataFrame:
+    "Per (model, stream) of `dataset`: each metric's mean over the replicates, its sd (`<metric>_sd`), `n`, `splits`, `seeds`."
+    from memrec.evaluate import replicate_metrics, summarise
+    runs = replicate_metrics(dataset, results, models)
+    if not len(runs):
+        raise MissingResults(f'No results for dataset {dataset!r} under {results_dir(results) / dataset}. Produce them first: '
+                             f'set `dataset: {dataset}` in params.yaml, then run `make repro` (i.e. `dvc repro`).')
+    return summarise(runs, None)
 
 # %% ../nbs/10_tables.ipynb #58d8d7e8
+def mean_sd_text(m: float, s: float, n: int, fmt: str = '.1f') -> str:
+    "'m ± s (n=k)' (the sd left out when NaN or with one replicate)."
+    return f'{m:{fmt}}' + (f' ± {s:{fmt}}' if n > 1 and s == s else '') + f' (n={int(n)})'
+
 def side_by_side(ours: pd.DataFrame, rows: dict[str, str | None], columns: list[str], pub: pd.DataFrame | None = None,
-                 metric: str = 'top1', pub_label: str = 'published') -> pd.DataFrame:
-    "Table with one row per `rows` label (-> our model name, None: none) and, per column (stream), ours and published."
+                 metric: str = 'top1', pub_label: str = 'published', sd: bool = False) -> pd.DataFrame:
+    """Table with one row per `rows` label (-> our model name, None: none) and, per column (stream), ours and published;
+    `sd`: our cells as 'mean ± sd (n=k)' text (needs `collect`'s `<metric>_sd` and `n`)."""
     out = pd.DataFrame(index=list(rows))
-    o = ours.set_index(['model', 'stream'])[metric] * 100 if len(ours) and metric in ours else pd.Series(dtype=float)
-    for c in columns:
-        out[f'{c} (ours)'] = [o.get((m, c), np.nan) if m else np.nan for m in rows.values()]
+    o = ours.set_index(['model', 'stream']) if len(ours) and metric in ours else None
+    def cell(m, c):
+        if not m or o is None or (m, c) not in o.index or o.loc[(m, c), metric] != o.loc[(m, c), metric]: return np.nan
+        r = o.loc[(m, c)]
+        return mean_sd_text(r[metric] * 100, r.get(f'{metric}_sd', np.nan) * 100, r.get('n', 1)) if sd else r[metric] * 100
+    for c in columns: out[f'{c} (ours)'] = [cell(m, c) for m in rows.values()]
     if pub is not None and len(pub):
         pv = pub.set_index(['row', 'column'])['value']
         for c in columns:
@@ -108,6 +116,58 @@ def ours_column(rows: pd.DataFrame, have) -> list[str]:
     name = lambda m, proxy: '—' if not m else (m + (' (proxy)' if proxy else '')) if m in have else f'({m}: not run)'
     return [name(m, p) for m, p in zip(rows.model, rows.proxy if 'proxy' in rows else [False] * len(rows))]
 
+# %% ../nbs/10_tables.ipynb #611335a9
+def replicate_keys(dataset: str, model: str, stream: str, results: str | Path = 'results') -> list[tuple[int, int]]:
+    "The (split, seed) replicates of `model` on `stream` that have a `scores.npz`, sorted."
+    import glob
+    from memrec.paths import scores_path
+    fs = glob.glob(str(scores_path(dataset, '*', model, stream, results=results, seed='*')))
+    return sorted((int(Path(f).parts[-4][5:]), int(Path(f).parts[-3][4:])) for f in fs)
+
+def replicate_scores(dataset: str, model: str, stream: str, results: str | Path = 'results') -> dict:
+    "Every replicate's scores of `model` on `stream`: {(split, seed): `scores.npz` as a dict}, sorted; {} when none was run."
+    from memrec.paths import scores_path
+    return {(k, s): dict(np.load(scores_path(dataset, k, model, stream, results=results, seed=s)))
+            for k, s in replicate_keys(dataset, model, stream, results)}
+
+def replicate_table(long: pd.DataFrame, index, columns=None, value: str = 'value', fmt: str = '.1f') -> pd.DataFrame:
+    "'mean ± sd (n=k)' of `value` over the rows (replicates) of `long` in each (`index`, `columns`) cell; NaN where none."
+    keys = [index] if isinstance(index, str) else list(index)
+    by = keys + ([columns] if columns else [])
+    g = long.dropna(subset=[value]).groupby(by, sort=False)[value]
+    txt = pd.Series([mean_sd_text(m, s, n, fmt) for m, s, n in zip(g.mean(), g.std(), g.size())],
+                    index=g.mean().index, dtype=object)
+    return txt.unstack(columns) if columns else txt.to_frame(value)
+
+def replicates_note(ours: pd.DataFrame, models=None) -> str:
+    "A report's sentence: our numbers are mean ± sd over n replicates (official split × training seed), and which (`collect`'s `n`, `splits`, `seeds`)."
+    o = ours if models is None else ours[ours.model.isin(set(models))]
+    if not len(o): return 'None of our models has results yet.'
+    combos = o.groupby(['n', 'splits', 'seeds']).model.agg(lambda s: sorted(set(s)))
+    part = lambda n, sp, se: f'n = {n} replicate{"s" if n > 1 else ""} (split {sp} × seed {se})'
+    body = (part(*combos.index[0]) if len(combos) == 1 else
+            '; '.join(part(*k) + ': ' + ', '.join(f'`{m}`' for m in ms) for k, ms in combos.items()))
+    return f'Our numbers are the mean ± sd over the replicates (official split × training seed) run: {body}.'
+
+# %% ../nbs/10_tables.ipynb #999c1391
+def paired_values(a: dict, b: dict) -> dict:
+    """Paired differences of two per-video values, `a` and `b`: {(split, seed): pd.Series indexed by video}, as
+    {split: (seeds, videos) array of a - b} over the replicates and videos both have (`evaluate.paired_bootstrap`'s input)."""
+    common, out = sorted(set(a) & set(b)), {}
+    for k in sorted({k for k, _ in common}):
+        seeds = [s for kk, s in common if kk == k]
+        vids = sorted(set.intersection(*(set(x[k, s].index) for x in (a, b) for s in seeds)))
+        if vids: out[k] = np.stack([a[k, s].loc[vids].to_numpy(float) - b[k, s].loc[vids].to_numpy(float) for s in seeds])
+    return out
+
+def paired_row(d: dict, scale: float = 100, fmt: str = '+.1f') -> dict:
+    "`evaluate.paired_bootstrap` of paired differences `d` as a table row: effect and 95 % interval (× `scale`), verdict, pairs."
+    from memrec.evaluate import paired_bootstrap
+    if not d: return {'effect': np.nan, '95% interval': '—', 'verdict': 'no paired replicates', 'pairs': 0}
+    r = paired_bootstrap(d)
+    return {'effect': r['effect'] * scale, '95% interval': f"[{r['lo'] * scale:{fmt}}, {r['hi'] * scale:{fmt}}]",
+            'verdict': r['verdict'], 'pairs': f"{r['n_pairs']} (videos × seeds, {r['n_splits']} split{'s' if r['n_splits'] > 1 else ''})"}
+
 # %% ../nbs/10_tables.ipynb #538bb6d2
 def report_figure(fig, name: str, dataset: str, reports: str | Path = 'reports', file: str | None = None, dpi: int = 100) -> str:
     "Save `fig` atomically as `<reports>/<dataset>/<name>_files/<file>` (default `<name>.png`); return its link from the report."
@@ -123,7 +183,7 @@ def write_report(text: str, name: str, dataset: str, reports: str | Path = 'repo
 
 # %% ../nbs/10_tables.ipynb #7c6262c2
 PARAM_SOURCES = {                # notebook parameter: its key in params.yaml (a pair: in train.mode features / finetune)
-    'dataset': 'dataset', 'split': 'split',
+    'dataset': 'dataset', 'split': 'replicates.splits.0', 'seed': 'replicates.seeds.0',   # the replicate figures show
     'flow_length': ('features.flow_length', 'finetune.flow_length'),
     'num_frames': ('features.num_frames', 'finetune.segments'),
     'backbone': ('features.backbone', 'finetune.backbone'),
@@ -137,6 +197,7 @@ FOLDERS = ('results', 'reports', 'data')
 def _lookup(params: dict, key: str):
     v = params
     for k in key.split('.'):
+        if isinstance(v, list) and k.isdigit() and int(k) < len(v): v = v[int(k)]; continue
         if not isinstance(v, dict) or k not in v: raise KeyError(key)
         v = v[k]
     return v

@@ -8,7 +8,7 @@ import argparse, contextlib, os, random, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.distributed as dist
-from .core import Registry, atomic_path, atomic_torch_save, config_hash, load_params, progress, repo_root, set_seed, device
+from .core import Registry, atomic_path, atomic_torch_save, config_hash, load_params, progress, repo_root, set_seed, device, unit_params
 from .paths import features_dir, index_path, result_dir
 from .recipes import model_arch, model_config, schedule, make_optimizer
 from .featdata import FeatureSource, holdout, load_split, to_device
@@ -171,7 +171,7 @@ def _features_setup(c: dict):
     p = c['params']                                  # how the inputs were made, so a new video can be prepared alike
     prep = {'frames': {k: (p.get('frames') or {}).get(k) for k in ('short_side',)},
             'flow': {k: (p.get('flow') or {}).get(k) for k in ('method', 'bound', 'raft_iters')},
-            'features': {k: (p.get('features') or {}).get(k) for k in ('backbone', 'weights', 'image_size', 'num_frames', 'flow_length')}}
+            'features': {k: (p.get('features') or {}).get(k) for k in ('backbone', 'weights', 'image_size', 'num_frames', 'flow_length', 'vector')}}
     info = {'in_dim': in_dim, 'n_classes': data['n_classes'], 'classes': data['classes'], 'inputs': inputs,
             'n_missing': data['train']['missing'], 'preprocessing': prep}
     return FeatureSource.from_recipe(data['train'], inputs, c['recipe']), net, info
@@ -193,12 +193,12 @@ MODES['features'] = {'setup': _features_setup, 'load': _features_load, 'sources'
 
 def train(model: str, stream: str, params: dict | None = None, root=None, callback=None) -> Path:
     "Stage `train`: fit `model` on `stream` of the configured split in the configured mode; writes `model.pt` and `train_log.csv`."
-    params = params or load_params(); rank, world = init_distributed(); mode = train_mode(params)
+    params = unit_params(params or load_params()); rank, world = init_distributed(); mode = train_mode(params)
     kw, recipe = model_config(params, model, stream, mode); arch = model_arch(params, model)
     val = validation_videos(params, recipe, root)
     ctx = dict(params=params, model=model, arch=arch, kw=kw, stream=stream, recipe=recipe, root=root, val=val)
     source, net, info = MODES[mode]['setup'](ctx)
-    out = result_dir(params['dataset'], params['split'], model, stream, root)
+    out = result_dir(params['dataset'], params['split'], model, stream, root, seed=params['seed'])
     if rank == 0: out.mkdir(parents=True, exist_ok=True); clean_stale(out)
     if world > 1: dist.barrier()
     t0 = time.time(); sch = schedule(recipe, len(source), params['dataset'])

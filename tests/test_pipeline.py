@@ -1,10 +1,12 @@
 """Integration test: the whole DVC pipeline on a tiny synth configuration, in a scratch copy of the repository.
 
-Checks what a new user relies on: `dvc repro` runs every stage and writes the paper table under reports/, the
-metrics are visible to `dvc metrics show`, a second `dvc repro` does nothing, papermill re-runs a table for
-another dataset with a clear error when that dataset has no results, and a bad name in params.yaml fails with
-the list of valid names."""
-import json, os, shutil, subprocess, sys
+Checks what a new user relies on: `dvc repro` runs every stage and writes the paper table under reports/, every
+model on every replicate (split x seed), the summaries visible to `dvc metrics show`; a second `dvc repro` does
+nothing; changing one model's params re-runs that model only; a `dvc repro` killed half-way finishes on the next
+run without redoing finished units; a second `dvc repro` at the same time stops on DVC's lock; papermill re-runs a
+table for another dataset with a clear error when that dataset has no results; a bad name in params.yaml fails
+with the list of valid names."""
+import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch, yaml
 
@@ -41,7 +43,11 @@ def repo(tmp_path_factory):
         p['pipeline']['models'] = ['convnet', 'lstm', 'matdl']
         for m in p['models'].values(): (m.get('train') or {}).pop('epochs', None)
         p['tables']['notebooks'] = ['table2', 'table3', 'figure3']
+        p['replicates'] = {'splits': [1, 2], 'seeds': [0, 1]}
+        p['models']['convnet']['replicates'] = {'splits': [1], 'seeds': [0, 3]}      # a model's own replicates
     return scratch_repo(tmp_path_factory.mktemp('memrec') / 'repo', edit)
+
+REPS = {'convnet': [(1, 0), (1, 3)], 'lstm': [(1, 0), (1, 1), (2, 0), (2, 1)], 'matdl': [(1, 0), (1, 1), (2, 0), (2, 1)]}
 
 def test_repro_builds_tables(repo):
     r = run('dvc repro', repo)
@@ -49,16 +55,68 @@ def test_repro_builds_tables(repo):
     assert 'published' in md and '82.7' in md           # the paper's number, labelled
     assert '| Ours' in md and '—' in md                   # rows not run yet: missing, never zero
     assert (repo / 'reports/synth/table2.ipynb').exists()
-    for model in yaml.safe_load((repo / 'params.yaml').read_text())['pipeline']['models']:
-        for stream in ('spatial', 'temporal', 'twostream'):
-            m = json.loads((repo / f'results/synth/split1/{model}/{stream}/metrics.json').read_text())
-            assert 0 <= m['top1'] <= 1 and m['n_videos'] == 8
+    for model, reps in REPS.items():
+        assert sorted(p.relative_to(repo / 'results/synth' / model).as_posix() for p in (repo / 'results/synth' / model).glob('split*/seed*')) \
+            == [f'split{k}/seed{s}' for k, s in reps]
+        tops = {}
+        for (k, s) in reps:
+            for stream in ('spatial', 'temporal', 'twostream'):
+                m = json.loads((repo / f'results/synth/{model}/split{k}/seed{s}/{stream}/metrics.json').read_text())
+                assert 0 <= m['top1'] <= 1 and m['n_videos'] == 8; tops.setdefault(stream, []).append(m['top1'])
+        summary = json.loads((repo / f'results/synth/summary/{model}.json').read_text())
+        for stream, v in tops.items():               # the summary is the mean and sd of exactly these replicates
+            assert summary[stream]['n'] == len(reps) and abs(summary[stream]['top1'] - np.mean(v)) < 1e-9
+            assert abs(summary[stream]['top1_sd'] - np.std(v, ddof=1)) < 1e-9
     shown = run('dvc metrics show', repo).stdout
-    assert 'top1' in shown and 'convnet' in shown
+    assert 'top1_sd' in shown and 'summary/convnet.json' in shown
+    assert '± ' in md and '(n=4)' in md                 # our cells: mean ± sd over the replicates, with n
 
 def test_second_repro_does_nothing(repo):
     r = run('dvc repro', repo)
     assert 'Running stage' not in r.stdout, r.stdout
+
+def changed_stages(repo) -> set:
+    return set(json.loads(run('dvc status --json', repo).stdout or '{}'))
+
+def set_param(repo, model, key, value):
+    p = yaml.safe_load((repo / 'params.yaml').read_text()); p['models'][model][key] = value
+    (repo / 'params.yaml').write_text(yaml.safe_dump(p, sort_keys=False))
+
+def test_one_models_params_rerun_that_model_only(repo):
+    before = (repo / 'params.yaml').read_text()
+    set_param(repo, 'lstm', 'hidden', 33)
+    assert changed_stages(repo) == {'model@lstm'}
+    p = yaml.safe_load(before); p['runtime']['train_workers'] = 1; p['runtime']['threads'] = 2   # how, not what: nothing
+    (repo / 'params.yaml').write_text(yaml.safe_dump(p, sort_keys=False))
+    assert changed_stages(repo) == set()
+    (repo / 'params.yaml').write_text(before)
+
+def units(repo, model):
+    return {u.parent.relative_to(repo).as_posix(): json.loads(u.read_text()) for u in (repo / 'results/synth' / model).glob('split*/seed*/*/unit.json')}
+
+def test_killed_repro_resumes_and_second_repro_is_locked(repo):
+    "Kill `dvc repro` after some units finished: the next run redoes only the rest; meanwhile a second repro stops on the lock."
+    set_param(repo, 'matdl', 'hidden', 24)
+    set_param(repo, 'matdl', 'train', {**yaml.safe_load((repo / 'params.yaml').read_text())['models']['matdl'].get('train', {}), 'epochs': 150})
+    old = units(repo, 'matdl')                             # (long enough units that the kill lands inside the stage)
+    env = {**os.environ, 'PATH': f'{BIN}:{os.environ["PATH"]}', 'MEMREC_QUIET': '1'}
+    first = subprocess.Popen('dvc repro', cwd=repo, env=env, shell=True, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300; done = {}
+        while time.time() < deadline and len(done) < 2:        # two new units written (of 8 + 4 fused)
+            time.sleep(0.2); done = {k: v for k, v in units(repo, 'matdl').items() if old.get(k) != v and not k.endswith('twostream')}
+        second = run('dvc repro', repo, check=False)
+        assert second.returncode != 0 and 'lock' in (second.stdout + second.stderr).lower(), second.stdout + second.stderr
+        assert first.poll() is None and len(done) >= 2, f'first repro ended or stalled: {done}'
+    finally:
+        os.killpg(first.pid, signal.SIGKILL); first.wait()
+    finished = {k: (repo / k / 'model.pt').read_bytes() for k in done}
+    r = run('dvc repro', repo)
+    line = next(l for l in r.stdout.splitlines() if l.startswith('model matdl:') and 'units to run' in l)
+    assert f'({len(done)} already done)' in line or int(line.split('(')[1].split()[0]) >= len(done), line
+    for k, b in finished.items(): assert (repo / k / 'model.pt').read_bytes() == b, k     # not redone
+    assert len(units(repo, 'matdl')) == 12 and all(v['key'] == next(iter(units(repo, 'matdl').values()))['key'] for v in units(repo, 'matdl').values())
+    assert 'Running stage' not in run('dvc repro', repo).stdout
 
 def test_papermill_other_dataset_fails_clearly(repo):
     ok = run('papermill nbs/table2.ipynb out.ipynb -p dataset synth', repo)
@@ -87,6 +145,7 @@ def ft_repo(tmp_path_factory):
                              train={'max_iters': 3, 'scale': 'none', 'batch_size': 4, 'milestones': [2]})
         p['pipeline']['models'] = ['convnet', 'matdl']
         p['tables']['notebooks'] = ['table2', 'figure3']
+        p['replicates'] = {'splits': [1], 'seeds': [0]}
     return scratch_repo(tmp_path_factory.mktemp('memrec_ft') / 'repo', edit)
 
 def test_finetune_mode_through_dvc_repro(ft_repo):
@@ -94,16 +153,16 @@ def test_finetune_mode_through_dvc_repro(ft_repo):
     r = run('dvc repro', ft_repo)
     for model in ('convnet', 'matdl'):
         for stream in ('spatial', 'temporal'):
-            rd = ft_repo / f'results/synth/split1/{model}/{stream}'
+            rd = ft_repo / f'results/synth/{model}/split1/seed0/{stream}'
             ck = torch.load(rd / 'model.pt', weights_only=False)
             assert ck['mode'] == 'finetune' and ck['recipe']['recipe'] == 'matdl_paper' and 'backbone_state_dict' in ck
             assert pd.read_csv(rd / 'train_log.csv').step.iloc[-1] == 3
-            assert sorted(p.name for p in rd.iterdir()) == ['confusion.png', 'metrics.json', 'model.pt', 'per_class.csv', 'scores.npz', 'train_log.csv']
+            assert sorted(p.name for p in rd.iterdir()) == ['confusion.png', 'metrics.json', 'model.pt', 'per_class.csv', 'scores.npz', 'train_log.csv', 'unit.json']
             m = json.loads((rd / 'metrics.json').read_text()); assert m['n_videos'] == 8
             z = np.load(rd / 'scores.npz'); assert z['frames'].shape == (8, 3)
             if model == 'matdl': assert z['s'].shape == (8, 3) and 'write_f1' in m
             else: assert 'top1_single_frame' in m
-        assert json.loads((ft_repo / f'results/synth/split1/{model}/twostream/metrics.json').read_text())['n_videos'] == 8
+        assert json.loads((ft_repo / f'results/synth/{model}/split1/seed0/twostream/metrics.json').read_text())['n_videos'] == 8
     assert '| Ours' in (ft_repo / 'reports/synth/table2.md').read_text()
     assert (ft_repo / 'reports/synth/figure3.md').exists()
     assert 'Running stage' not in run('dvc repro', ft_repo).stdout

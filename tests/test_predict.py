@@ -36,7 +36,7 @@ def repo(tmp_path_factory):
     for s in ('spatial', 'temporal'): train('matdl', s, PARAMS, root=d)
     return d
 
-def results(repo): return repo / 'results/synth/split1'
+def results(repo): return repo / 'results/synth'
 
 def run(argv, capsys, cwd):
     "`memrec <argv>` in-process in folder `cwd`: (exit status, stdout, stderr)."
@@ -81,9 +81,9 @@ def test_bad_inputs(repo, tmp_path, capsys):
     (tmp_path / 'ucf.txt').write_text('1 Push\n2 Pull\n3 Wave\n4 Jump\n')
     (tmp_path / 'order.txt').write_text('Pull\nPush\nWave\n')
     mixed = tmp_path / 'mixed'; shutil.copytree(res, mixed)                  # the temporal model of another label order
-    ck = torch.load(mixed / 'matdl/temporal/model.pt', weights_only=False); ck['classes'] = CLASSES[::-1]
-    torch.save(ck, mixed / 'matdl/temporal/model.pt')
-    half = tmp_path / 'half'; shutil.copytree(res, half); shutil.rmtree(half / 'matdl/temporal')
+    ck = torch.load(mixed / 'matdl/split1/seed0/temporal/model.pt', weights_only=False); ck['classes'] = CLASSES[::-1]
+    torch.save(ck, mixed / 'matdl/split1/seed0/temporal/model.pt')
+    half = tmp_path / 'half'; shutil.copytree(res, half); shutil.rmtree(half / 'matdl/split1/seed0/temporal')
     lines = [
         one_line_error(repo, capsys, [str(tmp_path / 'nothing.avi')], 'nothing.avi: no such file', out),
         one_line_error(repo, capsys, [str(tmp_path / 'notes.avi')], 'notes.avi: not a video PyAV can decode (Invalid data found when processing input)', out),

@@ -55,7 +55,7 @@ def make_repo(d: Path, mode: str = 'features') -> Path:
 def outputs(d: Path, model: str) -> dict:
     from memrec.core import load_params
     from memrec.evaluate import evaluate
-    rd = d / 'results/synth/split1' / model / 'spatial'
+    rd = d / 'results/synth' / model / 'split1/seed0/spatial'
     metrics = evaluate(model, 'spatial', load_params(d / 'params.yaml'), root=d)
     ck = torch.load(rd / 'model.pt', weights_only=False)
     state = {**ck['state_dict'], **{f'backbone.{k}': v for k, v in ck.get('backbone_state_dict', {}).items()}}
@@ -77,7 +77,7 @@ MODES = pytest.mark.parametrize('mode', ['features', 'finetune'])
 def test_killed_three_times_resumes_exactly(tmp_path, mode):
     ref = make_repo(tmp_path / 'ref', mode); run = make_repo(tmp_path / 'killed', mode)
     finish(train_proc(ref, 'lstm'))
-    ck = run / 'results/synth/split1/lstm/spatial/checkpoint.pt'
+    ck = run / 'results/synth/lstm/split1/seed0/spatial/checkpoint.pt'
     resumed_at = []
     for target in (10, 23, 37):                        # kill points between checkpoints (every 4 steps), all different
         p = train_proc(run, 'lstm'); seen = []
@@ -100,7 +100,7 @@ def test_killed_three_times_resumes_exactly(tmp_path, mode):
     assert a['metrics'] == b['metrics'] and 'val_top1' in a['metrics']
     assert b['files'] == ['confusion.png', 'metrics.json', 'model.pt', 'per_class.csv', 'scores.npz', 'train_log.csv']  # no checkpoint, no temp files
     for f in b['files']:                               # byte-identical result files: identical runs give identical outputs
-        assert (ref / 'results/synth/split1/lstm/spatial' / f).read_bytes() == (run / 'results/synth/split1/lstm/spatial' / f).read_bytes(), f
+        assert (ref / 'results/synth/lstm/split1/seed0/spatial' / f).read_bytes() == (run / 'results/synth/lstm/split1/seed0/spatial' / f).read_bytes(), f
 
 @MODES
 def test_torchrun_two_processes_match_one(tmp_path, mode):
@@ -113,7 +113,7 @@ def test_torchrun_two_processes_match_one(tmp_path, mode):
     assert r2.returncode == 0, r2.stdout[-2000:] + r2.stderr[-3000:]
     assert 'over 2 processes' in r2.stdout and r2.stdout.count('train lstm0/spatial (') == 1, r2.stdout   # rank 0 reports
     a, b = outputs(one, 'lstm0'), outputs(two, 'lstm0')
-    assert torch.load(two / 'results/synth/split1/lstm0/spatial/model.pt', weights_only=False)['world_size'] == 2
+    assert torch.load(two / 'results/synth/lstm0/split1/seed0/spatial/model.pt', weights_only=False)['world_size'] == 2
     print('max |w1 - w2|:', max(float((a['state'][k] - b['state'][k]).abs().max()) for k in a['state']), a['metrics'], b['metrics'])
     for k in a['state']: torch.testing.assert_close(a['state'][k], b['state'][k], rtol=1e-4, atol=1e-5, msg=k)
     pd.testing.assert_frame_equal(a['log'], b['log'], rtol=1e-5)
@@ -131,6 +131,6 @@ def test_training_never_reads_test_videos(tmp_path, mode):
             for f in (blind / f'data/synth/frames/{v}').iterdir(): f.unlink()
     idx.loc[test, 'label'] = (idx.label[test] + 1) % 3; idx.to_csv(blind / 'data/synth/index.csv', index=False)
     for d in (ref, blind): finish(train_proc(d, 'lstm'))
-    a, b = (torch.load(d / 'results/synth/split1/lstm/spatial/model.pt', weights_only=False) for d in (ref, blind))
+    a, b = (torch.load(d / 'results/synth/lstm/split1/seed0/spatial/model.pt', weights_only=False) for d in (ref, blind))
     for k in a['state_dict']: assert torch.equal(a['state_dict'][k], b['state_dict'][k]), k
     assert a['val_videos'] == b['val_videos'] and not set(a['val_videos']) & set(idx.video[test])
