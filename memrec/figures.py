@@ -11,7 +11,7 @@ from .paths import data_dir, features_dir, frame_path, raw_dir
 # %% auto #0
 __all__ = ['sampled_frames', 'shown_frames', 'relevance', 'irrelevant_writes', 'thumbnails', 'pick_videos',
            'plot_write_decisions', 'plot_attention', 'attention_mass', 'uniform_alpha', 'attention_summary',
-           'plot_localisation']
+           'full_alpha', 'plot_localisation']
 
 # %% ../nbs/10a_figures.ipynb #8fce9439
 def sampled_frames(z, dataset: str, stream: str, flow_length: int | None = None, root=None, data='data') -> tuple[np.ndarray, int]:
@@ -169,6 +169,16 @@ def attention_summary(runs: dict, rel: np.ndarray, n: np.ndarray, last_steps: in
                      'share of relevant frames (%)': share.mean() * 100})
         curves.append(pd.DataFrame({'step': np.arange(1, T + 1), 'mass on relevant (%)': np.nanmean(m, 0) * 100, 'model': name}))
     return pd.DataFrame(recs).set_index('model'), pd.concat(curves, ignore_index=True)
+
+# %% ../nbs/10a_figures.ipynb #ef656edf
+def full_alpha(alpha: np.ndarray) -> np.ndarray:
+    "(N, T, T) attention over the video's positions from (N, T, S) snippet attention (S dividing T); (N, T, T) as it is."
+    alpha = np.asarray(alpha); N, T, S = alpha.shape
+    if S == T: return alpha
+    if T % S: raise ValueError(f'attention over {S} frames per step cannot tile {T} positions; expected snippets of a divisor of {T}')
+    out = np.zeros((N, T, T), alpha.dtype); t = np.arange(T); start = (t // S) * S
+    out[:, t[:, None], start[:, None] + np.arange(S)[None]] = alpha
+    return out
 
 # %% ../nbs/10a_figures.ipynb #fb898467
 def plot_localisation(runs: dict, videos: list[str], dataset: str, n_show: int = 6, root=None, data='data'):
