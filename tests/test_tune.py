@@ -80,7 +80,7 @@ def test_tune_never_reads_test_videos(tmp_path, monkeypatch):
     ({'grid': {'lstm': {'models.lstm.hidden': []}}}, ['--model', 'lstm'], 'tune.grid.lstm.models.lstm.hidden: must be a non-empty list of values, got []'),
     ({'val_fraction': 0}, ['--model', 'lstm'], 'tune.val_fraction: must be a number in (0, 1)'),
     ({'val_fraction': 1.0}, ['--model', 'lstm'], 'tune.val_fraction: must be a number in (0, 1)'),
-    ({'grid': {'lstm': {'features.vector': ['map_mean', 'pool']}}}, ['--model', 'lstm'], "unknown vector 'pool'; valid vectors: head, map_mean"),
+    ({'grid': {'lstm': {'features.vector': ['map_mean', 'pool']}}}, ['--model', 'lstm'], "unknown feature vector 'pool'; valid feature vector names: head, map_mean"),
 ])
 def test_bad_input_is_one_line_before_training(tmp_path, monkeypatch, capsys, change, args, needle):
     import memrec.tune as T
