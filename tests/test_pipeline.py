@@ -100,7 +100,8 @@ def test_killed_repro_resumes_and_second_repro_is_locked(repo):
     set_param(repo, 'matdl', 'train', {**yaml.safe_load((repo / 'params.yaml').read_text())['models']['matdl'].get('train', {}), 'epochs': 150})
     old = units(repo, 'matdl')                             # (long enough units that the kill lands inside the stage)
     env = {**os.environ, 'PATH': f'{BIN}:{os.environ["PATH"]}', 'MEMREC_QUIET': '1'}
-    first = subprocess.Popen('dvc repro', cwd=repo, env=env, shell=True, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # dvc itself is the child (no shell between): once killed, this process reaps it, so DVC's lock sees no live holder
+    first = subprocess.Popen([str(BIN / 'dvc'), 'repro'], cwd=repo, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300; done = {}
         while time.time() < deadline and len(done) < 2:        # two new units written (of 8 + 4 fused)
