@@ -268,8 +268,17 @@ def bench_pipeline(edit: str = '', keep: bool = False, log=print) -> dict:
     sh = lambda cmd: subprocess.run(cmd, cwd=repo, env=env, shell=True, capture_output=True, text=True)
     sh('git init -q && dvc init -q && dvc config core.analytics false')
     stages = len(sh('dvc stage list --name-only').stdout.split())
-    t0 = time.perf_counter(); r = sh('dvc repro'); wall = time.perf_counter() - t0
-    if r.returncode: raise RuntimeError(f'dvc repro failed in {repo}:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}')
+    t0 = time.perf_counter(); starts, out = [], []
+    with subprocess.Popen('dvc repro', cwd=repo, env=env, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as p:
+        for line in p.stdout:                                     # each stage's wall time: from its start to the next one's
+            out.append(line)
+            if line.startswith("Running stage '"): starts.append((line.split("'")[1], time.perf_counter()))
+    wall = time.perf_counter() - t0
+    if p.returncode: raise RuntimeError(f'dvc repro failed in {repo}:\n{"".join(out)[-3000:]}')
+    ends = [t for _, t in starts[1:]] + [t0 + wall]
+    per_stage = {name: round(e - s, 1) for (name, s), e in zip(starts, ends)}
+    if keep: (d / 'stage_seconds.json').write_text(json.dumps(per_stage, indent=1))
+    for name, s in per_stage.items(): log(f'  stage {name:28s} {s:7.1f} s')
     t0 = time.perf_counter(); sh('dvc repro'); noop = time.perf_counter() - t0
     rows = [json.loads(l) for l in timings.read_text().splitlines()] if timings.exists() else []
     kinds = {}
@@ -280,7 +289,8 @@ def bench_pipeline(edit: str = '', keep: bool = False, log=print) -> dict:
     if not keep: shutil.rmtree(d, ignore_errors=True)
     else: log(f'  scratch repository kept: {repo}')
     log(f'pipeline wall_s={wall:.1f} useful_fraction={useful / wall:.2f} stages={stages}')
-    return {'wall_s': wall, 'useful_s': useful, 'useful_fraction': useful / wall, 'stages': stages, 'noop_s': noop, 'by_kind': kinds}
+    return {'wall_s': wall, 'useful_s': useful, 'useful_fraction': useful / wall, 'stages': stages, 'noop_s': noop, 'by_kind': kinds,
+            'per_stage': per_stage}
 
 # %% ../nbs/13_bench.ipynb #2b439936
 def _convert(v: str, default):

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np, yaml
 
 # %% auto #0
-__all__ = ['repo_root', 'ref_data', 'load_params', 'replicates', 'unit_params', 'Registry', 'atomic_path', 'atomic_write_text',
-           'atomic_write_json', 'atomic_dir', 'atomic_torch_save', 'config_hash', 'prepare_outdir', 'set_seed',
-           'progress', 'device', 'useful']
+__all__ = ['repo_root', 'ref_data', 'load_params', 'replicates', 'unit_params', 'lookup', 'Registry', 'atomic_path',
+           'atomic_write_text', 'atomic_write_json', 'atomic_dir', 'atomic_torch_save', 'config_hash', 'prepare_outdir',
+           'set_seed', 'progress', 'device', 'useful']
 
 # %% ../nbs/00_core.ipynb #a35ae7a1
 def repo_root(start: str | Path | None = None) -> Path:
@@ -43,6 +43,20 @@ def unit_params(params: dict, split: int | None = None, seed: int | None = None)
     k, s = replicates(params)[0]
     split = params.get('split', k) if split is None else split; seed = params.get('seed', s) if seed is None else seed
     return {**params, 'split': int(split), 'seed': int(seed)}
+
+# %% ../nbs/00_core.ipynb #ce2336c5
+_MISSING = object()
+
+def lookup(params: dict, key: str, default=_MISSING):
+    "The value at dotted `key` (e.g. `models.lstm.train.lr`, `replicates.splits.0`); missing: `default`, else `KeyError`."
+    v = params
+    for k in key.split('.'):
+        if isinstance(v, list) and k.isdigit() and int(k) < len(v): v = v[int(k)]; continue
+        if not isinstance(v, dict) or k not in v:
+            if default is _MISSING: raise KeyError(key)
+            return default
+        v = v[k]
+    return v
 
 # %% ../nbs/00_core.ipynb #47c4e68a
 class Registry(dict):

@@ -6,17 +6,17 @@
 from __future__ import annotations
 import glob, json
 from pathlib import Path
-import numpy as np, pandas as pd, torch
+import numpy as np, pandas as pd    # torch and the training stack: imported by the functions that run models, so the
+                                     # table notebooks, which only read scores, start without them
 from .core import atomic_path, atomic_write_json, load_params, device, repo_root, unit_params
 from .paths import data_dir, features_dir, metrics_path, result_dir, results_dir, scores_path
-from .featdata import FeatureSource, snippet_starts, to_device
-from .train import MODES, load_trained
+
 
 # %% auto #0
 __all__ = ['FUSION_RULES', 'accuracy_metrics', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion', 'write_metrics',
-           'relevance_at', 'relevance_of', 'predict', 'write_class_report', 'evaluate', 'fuse_scores', 'choose_weight',
-           'fuse', 'replicate_metrics', 'summarise', 'mean_std', 'paired_bootstrap', 'correct', 'paired_differences',
-           'load_scores', 'group_accuracy']
+           'relevance_at', 'relevance_of', 'predict', 'step_metric', 'write_class_report', 'evaluate', 'fuse_scores',
+           'choose_weight', 'fuse', 'replicate_metrics', 'summarise', 'mean_std', 'paired_bootstrap', 'correct',
+           'paired_differences', 'load_scores', 'group_accuracy']
 
 # %% ../nbs/09_evaluate.ipynb #3eb04c2b
 def accuracy_metrics(scores: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> dict:
@@ -77,30 +77,38 @@ def relevance_of(d: Path, z, stream: str, flow_length: int = 1) -> np.ndarray | 
 # %% ../nbs/09_evaluate.ipynb #280e3ba5
 def _extras(net) -> tuple: return getattr(getattr(net, 'temporal', net), 'extras', ())
 
-@torch.no_grad()
 def predict(net, source) -> dict:
     """Logits and per-step outputs of `net` on every video of a data `source` (see above): a video's probability is the
     mean of its views' probabilities (logits = its log; one view: the model's logits), a per-step output the mean
     over the views covering each position (zero where none does)."""
+    import torch
+    from memrec.featdata import to_device
     dev = device(); net.to(dev).eval(); keys, outs = ('logits', *_extras(net)), []
-    for views in source.test_batches():
-        runs = []
-        for x, mask, pos in views:
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == 'cuda'):
-                o = net(to_device(x, dev), mask.to(dev))
-            runs.append(({k: o[k].float().cpu() for k in keys if k in o}, pos))
-        T = getattr(source, 'T', None) or max(int(p.max()) + 1 for _, p in runs)
-        lg = [r['logits'] for r, _ in runs]
-        o = {'logits': lg[0] if len(lg) == 1 else torch.stack(lg).softmax(-1).mean(0).clamp_min(1e-12).log()}
-        for k, v0 in runs[0][0].items():
-            if k == 'logits' or v0.ndim < 2 or v0.shape[1] != len(runs[0][1]): continue       # not a per-step output
-            acc, cnt = torch.zeros(len(v0), T, *v0.shape[2:]), torch.zeros(T)
-            for r, p in runs: acc[:, p] += r[k]; cnt[p] += 1
-            o[k] = acc / cnt.clamp_min(1).reshape(1, T, *([1] * (acc.ndim - 2)))
-        outs.append(o)
+    with torch.no_grad():
+        for views in source.test_batches():
+            runs = []
+            for x, mask, pos in views:
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == 'cuda'):
+                    o = net(to_device(x, dev), mask.to(dev))
+                runs.append(({k: o[k].float().cpu() for k in keys if k in o}, pos))
+            T = getattr(source, 'T', None) or max(int(p.max()) + 1 for _, p in runs)
+            lg = [r['logits'] for r, _ in runs]
+            o = {'logits': lg[0] if len(lg) == 1 else torch.stack(lg).softmax(-1).mean(0).clamp_min(1e-12).log()}
+            for k, v0 in runs[0][0].items():
+                if k == 'logits' or v0.ndim < 2 or v0.shape[1] != len(runs[0][1]): continue       # not a per-step output
+                acc, cnt = torch.zeros(len(v0), T, *v0.shape[2:]), torch.zeros(T)
+                for r, p in runs: acc[:, p] += r[k]; cnt[p] += 1
+                o[k] = acc / cnt.clamp_min(1).reshape(1, T, *([1] * (acc.ndim - 2)))
+            outs.append(o)
     return {k: torch.cat([o[k] for o in outs]).numpy() for k in outs[0]}
 
-def _softmax(logits: np.ndarray) -> np.ndarray: return torch.from_numpy(logits).softmax(-1).numpy()
+def step_metric(net) -> str:
+    "The name of one step's accuracy: `top1_single_frame` where a step sees one frame alone (ConvNet), else `top1_per_step`."
+    return 'top1_single_frame' if getattr(getattr(net, 'temporal', net), 'step_sees', 'prefix') == 'frame' else 'top1_per_step'
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    import torch
+    return torch.from_numpy(logits).softmax(-1).numpy()
 
 def write_class_report(out: Path, prob: np.ndarray, labels: np.ndarray, classes, title: str, plot: bool = True):
     "`per_class.csv` and (with `plot`) `confusion.png` in `out`."
@@ -110,12 +118,13 @@ def write_class_report(out: Path, prob: np.ndarray, labels: np.ndarray, classes,
 def evaluate(model: str, stream: str, params: dict | None = None, root=None, plot: bool = True) -> dict:
     "Test-split scores (`scores.npz`), metrics (`metrics.json`), per-class accuracy (and with `plot` the confusion matrix) of a trained model, whichever mode trained it."
     params = unit_params(params or load_params()); out = result_dir(params['dataset'], params['split'], model, stream, root, seed=params['seed'])
+    from memrec.train import MODES, load_trained
     net, ck = load_trained(out / 'model.pt', device()); mode = ck.get('mode', 'features')
     src = MODES[mode]['sources'](params, ck, stream, root); te = src['test']
     o = predict(net, te)
     prob = _softmax(o['logits']); y = te.y.numpy()
     m = accuracy_metrics(prob, y) | {'n_missing': te.missing}
-    if 'step_logits' in o: m['top1_single_frame'] = float((o['step_logits'].argmax(-1) == y[:, None]).mean())
+    if 'step_logits' in o: m[step_metric(net)] = float((o['step_logits'].argmax(-1) == y[:, None]).mean())
     L = (ck.get('data') or {}).get('flow_length') or params['features'].get('flow_length', 1)
     pos = {'frames': te.frames, 'flow_length': L} if getattr(te, 'frames', None) is not None else {}
     if 's' in o:

@@ -9,8 +9,8 @@ from .core import repo_root
 
 # %% auto #0
 __all__ = ['under_root', 'data_dir', 'raw_dir', 'index_path', 'frames_dir', 'frame_path', 'flow_dir', 'features_dir',
-           'feature_store_path', 'results_dir', 'model_dir', 'summary_path', 'replicate_dir', 'result_dir',
-           'scores_path', 'metrics_path', 'reports_dir', 'report_path', 'report_files_dir']
+           'feature_store_path', 'results_dir', 'model_dir', 'summary_path', 'manifest_path', 'replicate_dir',
+           'result_dir', 'scores_path', 'metrics_path', 'reports_dir', 'report_path', 'report_files_dir']
 
 # %% ../nbs/00b_paths.ipynb #44f39091
 def under_root(path: str | Path, root: str | Path | None = None) -> Path:
@@ -66,6 +66,10 @@ def model_dir(dataset: str, model: str, root: str | Path | None = None, results:
 def summary_path(dataset: str, model: str, root: str | Path | None = None, results: str | Path = 'results') -> Path:
     "Mean, standard deviation and count over the replicates of each stream's metrics (`dvc metrics show`; outside `model_dir`, which DVC tracks as one output)."
     return results_dir(results, root) / dataset / 'summary' / f'{model}.json'
+
+def manifest_path(dataset: str, model: str, root: str | Path | None = None, results: str | Path = 'results') -> Path:
+    "The MD5 of every result file of one model (`model_dir`), beside its summary: what the table stages depend on, so that DVC\n    hashes 17 small files per table stage instead of walking every replicate's folder."
+    return results_dir(results, root) / dataset / 'summary' / f'{model}.files.json'
 
 def replicate_dir(dataset: str, model: str, split: int | str, seed: int | str, root: str | Path | None = None,
                   results: str | Path = 'results') -> Path:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import hashlib, json, os, shutil, sys, time
 from pathlib import Path
 import yaml
-from .core import atomic_write_json, config_hash, load_params, progress, repo_root, replicates, unit_params, useful
-from .paths import model_dir, replicate_dir, result_dir, summary_path
+from .core import atomic_write_json, config_hash, load_params, lookup, progress, repo_root, replicates, unit_params, useful
+from .paths import manifest_path, model_dir, replicate_dir, result_dir, summary_path
 
 # %% auto #0
 __all__ = ['STAGE', 'STREAMS', 'stage_spec', 'stage_key', 'unit_done', 'run_unit', 'train_workers', 'prune', 'write_summary',
-           'run_model', 'main']
+           'write_manifest', 'run_model', 'main']
 
 # %% ../nbs/08d_run.ipynb #adc7d30f
 STAGE = 'model'
@@ -28,11 +28,6 @@ def stage_spec(params: dict, model: str, root=None) -> dict:
     return {'deps': [fill(d) for d in st.get('deps') or []], 'params': [fill(p) for p in st.get('params') or []]}
 
 # %% ../nbs/08d_run.ipynb #79ca7724
-def _lookup(params: dict, key: str):
-    v = params
-    for k in key.split('.'): v = (v or {}).get(k) if isinstance(v, dict) else None
-    return v
-
 def _code_root() -> Path: return Path(__file__).resolve().parent.parent if '__file__' in globals() else repo_root()
 
 def _fingerprint(path: Path, data: bool):
@@ -47,7 +42,7 @@ def stage_key(params: dict, model: str, root=None) -> str:
     "Hash of the `model@<model>` stage's parameters and dependencies (code by content, data folders by names and sizes)."
     spec, root = stage_spec(params, model, root), Path(root or repo_root())
     deps = {d: _fingerprint((_code_root() if d.startswith('memrec/') else root) / d, not d.startswith('memrec/')) for d in spec['deps']}
-    return config_hash({'model': model, 'params': {k: _lookup(params, k) for k in spec['params']}, 'deps': deps})
+    return config_hash({'model': model, 'params': {k: lookup(params, k, None) for k in spec['params']}, 'deps': deps})
 
 # %% ../nbs/08d_run.ipynb #af62daa8
 STREAMS = ('spatial', 'temporal')
@@ -98,6 +93,14 @@ def write_summary(params: dict, model: str, root=None) -> dict:
     atomic_write_json(summary_path(params['dataset'], model, root), out)
     return out
 
+def write_manifest(params: dict, model: str, root=None) -> dict:
+    "`summary/<model>.files.json`: path -> MD5 of every result file of `model` (not `unit.json`, which holds timings)."
+    d = model_dir(params['dataset'], model, root)
+    out = {f.relative_to(d).as_posix(): hashlib.md5(f.read_bytes()).hexdigest()
+           for f in sorted(d.rglob('*')) if f.is_file() and f.name != 'unit.json'}
+    atomic_write_json(manifest_path(params['dataset'], model, root), out)
+    return out
+
 # %% ../nbs/08d_run.ipynb #2d009a44
 def _worker_init():
     import memrec.train, memrec.evaluate                # imported once per worker, before any unit
@@ -136,7 +139,7 @@ def run_model(model: str, params: dict | None = None, root=None, workers: int | 
                 try: fuse(model, unit_params(params, k, s), root, plot=(k, s) == first)
                 finally: sys.stdout = _out
             atomic_write_json(tw / 'unit.json', {'key': key})
-    summary = write_summary(params, model, root)
+    summary = write_summary(params, model, root); write_manifest(params, model, root)
     line = ', '.join(f'{st} {v["top1"] * 100:.1f} ± {(v.get("top1_sd") or 0) * 100:.1f}' for st, v in summary.items())
     print(f'model {model}: top-1 over {len(reps)} replicates (mean ± sd): {line} ({time.time() - t0:.0f} s)', flush=True)
     return summary

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, json, os, shutil, sys
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import atomic_path, atomic_write_text, load_params, progress, repo_root
+from .core import atomic_path, atomic_write_text, load_params, lookup, progress, repo_root
 from .paths import report_files_dir, report_path, results_dir
 
 # %% auto #0
@@ -194,14 +194,6 @@ PARAM_SOURCES = {                # notebook parameter: its key in params.yaml (a
     'irrelevant': 'localise.irrelevant'}
 FOLDERS = ('results', 'reports', 'data')
 
-def _lookup(params: dict, key: str):
-    v = params
-    for k in key.split('.'):
-        if isinstance(v, list) and k.isdigit() and int(k) < len(v): v = v[int(k)]; continue
-        if not isinstance(v, dict) or k not in v: raise KeyError(key)
-        v = v[k]
-    return v
-
 def declared_parameters(nb: str, root=None) -> dict:
     "Name -> default of the `parameters` cell of `nbs/<nb>.ipynb`."
     import papermill as pm
@@ -219,7 +211,7 @@ def notebook_parameters(nb: str, params: dict | None = None, root=None, **overri
     for name, key in PARAM_SOURCES.items():
         if name not in declared: continue
         key = (key[1] if finetune else key[0]) if isinstance(key, tuple) else key
-        try: out[name] = _lookup(params, key.format(model=model))
+        try: out[name] = lookup(params, key.format(model=model))
         except KeyError: pass
     return out | overrides
 

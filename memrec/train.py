@@ -153,8 +153,9 @@ MODES = Registry('train mode', 'params.yaml: train.mode')
 
 def train_mode(params: dict) -> str:
     "The configured training mode (`train.mode`, default `features`), checked."
-    if 'memrec.finetune' not in sys.modules: import memrec.finetune        # registers the `finetune` mode
-    mode = (params.get('train') or {}).get('mode') or 'features'; MODES.get(mode); return mode
+    mode = (params.get('train') or {}).get('mode') or 'features'
+    if mode not in MODES: import memrec.finetune    # registers `finetune`; imported only when asked for (it brings torchvision, ~2 s)
+    MODES.get(mode); return mode
 
 def validation_videos(params: dict, recipe: dict, root=None) -> list[str] | None:
     "The held-out validation videos of the configured split (None without `val_fraction`)."

@@ -17,6 +17,8 @@ class TemporalModel(nn.Module):
     "Base class: a video classifier over a sequence of per-frame features."
     inputs: str = 'vec'          # 'vec' (B,T,D) or 'map' (B,T,C,H,W)
     extras: tuple = ()           # names of per-step outputs (B,T,...) worth saving for analysis
+    step_sees: str = 'prefix'    # what one step of `step_logits` has seen: 'frame' (that frame alone), 'prefix' (frames
+                                 # 1..t, a recurrent state) or 'video' (every frame, through attention)
     def __init__(self, in_dim, n_classes: int):
         super().__init__(); self.in_dim, self.n_classes = in_dim, n_classes
     def loss(self, out: dict, y: torch.Tensor) -> torch.Tensor: return F.cross_entropy(out['logits'], y)

@@ -20,6 +20,7 @@ class ConvNet(TemporalModel):
     Input `x` (B,T,D) pooled frame features, `mask` (B,T) bool; output `logits` (B,K), `step_logits` (B,T,K).
     Defaults: dropout=0.5 (not stated in the papers)."""
     extras = ('step_logits',)
+    step_sees = 'frame'          # each step scores one frame on its own: a true single-frame prediction
     def __init__(self, in_dim: int, n_classes: int, dropout: float = 0.5):
         super().__init__(in_dim, n_classes)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, n_classes))

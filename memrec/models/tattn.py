@@ -42,6 +42,7 @@ class TemporalAttentionLSTM(TemporalModel):
     Defaults: hidden=512, layers=2, last=10 (003 Sec. 3.2), l2=1e-4 (not stated), att_dim=0 (Eq. 5's scalar form)."""
     inputs = 'vec'
     extras = ('alpha', 'step_logits')
+    step_sees = 'video'          # step t reads an attention-weighted sum over all frames (Eq. 4)
     attentive = True
     def __init__(self, in_dim: int, n_classes: int, hidden: int = 512, layers: int = 2, last: int = 10,
                  l2: float = 1e-4, att_dim: int = 0):
