@@ -35,6 +35,12 @@ RECIPES['rlstm_paper'] = dict(      # 002, Sec. 5.2
 RECIPES['tattn_paper'] = dict(      # 003, Sec. 3.2 (Adadelta [22]; length and batch not stated: shared section)
     optimizer='adadelta', lr=1.0, rho=0.95, eps=1e-6, weight_decay=0.0, clip_grad=0,
     lr_steps=[], milestones=[], milestone_epochs=[], max_iters=None)
+RECIPES['tattn_convnet_paper'] = dict(   # 003, Sec. 3.2: its two-stream ConvNets (batch, decay, clipping not stated)
+    optimizer='sgd', momentum=0.9, weight_decay=0.0, clip_grad=0,
+    lr={'spatial': 0.001, 'temporal': 0.005},
+    milestones={'spatial': [4000, 8000], 'temporal': [10000, 20000]},
+    max_iters={'spatial': 10000, 'temporal': 30000},
+    lr_steps=[], milestone_epochs=[], scale='auto', ref_train_videos=UCF101_TRAIN_SPLIT1)
 
 def get_recipe(params: dict, name: str) -> dict:
     "The recipe `name`: `params.yaml: recipes.<name>` merged over the built-in one of that name."
@@ -45,6 +51,7 @@ def get_recipe(params: dict, name: str) -> dict:
 # %% ../nbs/08_recipes.ipynb #552bb979
 PAPER_RECIPES = {'convnet': 'matdl_paper', 'lstm': 'matdl_paper', 'matdl': 'matdl_paper',
                  'alstm': 'videolstm_paper', 'convlstm': 'videolstm_paper', 'convalstm': 'videolstm_paper', 'videolstm': 'videolstm_paper',
+                 'alstm_motion': 'videolstm_paper',
                  'rlstm': 'rlstm_paper', 'rlstm2b': 'rlstm_paper', 'tattn': 'tattn_paper', 'tattn_mean': 'tattn_paper'}
 
 # %% ../nbs/08_recipes.ipynb #655e47c9

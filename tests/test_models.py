@@ -15,7 +15,7 @@ VEC, MAP = 16, (8, 4, 4)
 SMALL = dict(hidden=8, mem_dim=8, ctrl_dim=8, att=4, fc=8)   # whichever of these a constructor takes
 
 # the per-step class score: which models have one (all others classify one video-level representation)
-STEP_LOGITS = {'convnet', 'lstm', 'tattn', 'tattn_mean', 'alstm', 'convlstm', 'convalstm', 'videolstm'}
+STEP_LOGITS = {'convnet', 'lstm', 'tattn', 'tattn_mean', 'alstm', 'alstm_motion', 'convlstm', 'convalstm', 'videolstm'}
 NO_STEP_LOGITS = {'matdl', 'rlstm', 'rlstm2b'}
 NAMES = sorted(MODELS)
 

@@ -5,7 +5,9 @@
 # %% ../../nbs/07b_lstm.ipynb #c7fdbb5d
 from __future__ import annotations
 import torch, torch.nn as nn
+import torch.nn.functional as F
 from .base import MODELS, TemporalModel, masked_mean, zero_padded
+from .videolstm import FrameHead, pool_frames, frame_loss
 
 # %% auto #0
 __all__ = ['LSTM']
@@ -13,19 +15,32 @@ __all__ = ['LSTM']
 # %% ../../nbs/07b_lstm.ipynb #2f0c5f8b
 @MODELS.register('lstm')
 class LSTM(TemporalModel):
-    """LSTM over per-frame features; video logits = mean over valid steps of the per-step logits.
+    """LSTM over per-frame features; video logits = mean over valid steps of the per-step logits (or probabilities).
 
     Paper: the "LSTM" baseline of 000 (Table 2) and of 001: Li, Gavves, Jain, Snoek, VideoLSTM Convolves, Attends and Flows for Action Recognition, CVIU 2018 (Table 1, Sec. 5.2).
-    Equations: h_t, c_t = LSTM(x_t; h_(t-1), c_(t-1)); logits = (1/T) sum_t (W h_t + b) over the valid steps.
-    Input `x` (B,T,D), `mask` (B,T) bool; output `logits` (B,K), `step_logits` (B,T,K).
-    Defaults: hidden=512 (001 Sec. 5.2: one layer of 512 hidden units); dropout=0.5 on the inputs and before the
-    classifier (not stated)."""
+    Equations: h_t, c_t = LSTM(x_t; h_(t-1), c_(t-1)); s_t = W h_t + b (fc=0) or W_2 drop(relu(W_1 h_t + b_1)) + b_2
+    (fc>0, 001 Sec. 5.2); logits = (1/T) sum_t s_t (pool='logits') or log((1/T) sum_t softmax(s_t)) (pool='probs', 001's
+    summed frame predictions) over the valid steps; loss = CE(logits) (loss='video') or the mean per-frame CE (loss='frame').
+    Input `x` (B,T,D), `mask` (B,T) bool; output `logits` (B,K), `step_logits` (B,T,K) (and `mask` when loss='frame').
+    Defaults: hidden=512 (001 Sec. 5.2: one layer of 512 hidden units); dropout=0.5 on the inputs (in_dropout=None: the
+    same rate) and before the classifier (not stated); fc=0, loss='video', pool='logits'. 001's form: `PAPER_001`."""
     extras = ('step_logits',)
-    def __init__(self, in_dim: int, n_classes: int, hidden: int = 512, dropout: float = 0.5):
+    PAPER_001 = dict(fc=1024, dropout=0.7, in_dropout=0.0, loss='frame', pool='probs')   # 001, Sec. 5.2
+    def __init__(self, in_dim: int, n_classes: int, hidden: int = 512, dropout: float = 0.5, fc: int = 0,
+                 in_dropout: float | None = None, loss: str = 'video', pool: str = 'logits'):
         super().__init__(in_dim, n_classes)
-        self.drop, self.rnn = nn.Dropout(dropout), nn.LSTM(in_dim, hidden, batch_first=True)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+        if loss not in ('video', 'frame'): raise ValueError(f"lstm: loss must be 'video' or 'frame', got {loss!r}")
+        if pool not in ('logits', 'probs'): raise ValueError(f"lstm: pool must be 'logits' or 'probs', got {pool!r}")
+        self.loss_on, self.pool = loss, pool
+        self.drop = nn.Dropout(dropout if in_dropout is None else in_dropout)
+        self.rnn = nn.LSTM(in_dim, hidden, batch_first=True)
+        self.head = FrameHead(hidden, n_classes, fc, dropout) if fc else nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
     def forward(self, x, mask):
         h, _ = self.rnn(self.drop(x))
         s = self.head(h)
-        return {'logits': masked_mean(s, mask), 'step_logits': zero_padded(s, mask)}
+        out = {'logits': pool_frames(s, mask) if self.pool == 'probs' else masked_mean(s, mask), 'step_logits': zero_padded(s, mask)}
+        if self.loss_on == 'frame': out['mask'] = mask        # the per-frame loss needs it (not an extra)
+        return out
+    def loss(self, out: dict, y: torch.Tensor) -> torch.Tensor:
+        if self.loss_on == 'frame': return frame_loss(out['step_logits'], y, out['mask'])   # 001, Sec. 5.2
+        return super().loss(out, y)                           # the base class's video-level loss, as before

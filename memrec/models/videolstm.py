@@ -10,7 +10,7 @@ from .base import MODELS, TemporalModel, masked_mean, scan, lstm_gates, zero_pad
 
 # %% auto #0
 __all__ = ['apply_frames', 'ConvLSTMCell', 'SpatialAttention', 'spatial_softmax', 'reweight', 'attend_sum', 'FrameHead',
-           'pool_frames', 'ALSTM', 'ConvLSTM', 'ConvALSTM', 'VideoLSTM']
+           'pool_frames', 'frame_loss', 'ALSTM', 'ConvLSTM', 'ConvALSTM', 'VideoLSTM', 'MotionALSTM']
 
 # %% ../../nbs/07e_videolstm.ipynb #ed8281b8
 def apply_frames(f, x: torch.Tensor) -> torch.Tensor:
@@ -82,6 +82,13 @@ def pool_frames(step_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     lp = step_logits.log_softmax(-1).masked_fill(~mask[..., None], -1e4)
     return lp.logsumexp(1) - mask.sum(1, keepdim=True).clamp_min(1).log()
 
+# %% ../../nbs/07e_videolstm.ipynb #70d5f486
+def frame_loss(step_logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    "Per-frame cross-entropy (001, Sec. 5.2): each valid frame of `step_logits` (B,T,K) scored against its video's label `y` (B,), mean over a video's valid frames (`mask` (B,T)), then over videos."
+    B, T, K = step_logits.shape
+    ce = F.cross_entropy(step_logits.reshape(B * T, K), y.repeat_interleave(T), reduction='none').reshape(B, T)
+    return masked_mean(ce, mask).mean()
+
 # %% ../../nbs/07e_videolstm.ipynb #4a418f49
 class _AttnLSTMFamily(TemporalModel):
     "Shared scaffolding of the VideoLSTM family (001): scan a cell, classify every frame, pool valid frames."
@@ -104,9 +111,7 @@ class _AttnLSTMFamily(TemporalModel):
         return out
     def loss(self, out: dict, y: torch.Tensor) -> torch.Tensor:
         if self.loss_on == 'video': return F.cross_entropy(out['logits'], y)
-        fl = out['step_logits']; B, T, K = fl.shape
-        ce = F.cross_entropy(fl.reshape(B * T, K), y.repeat_interleave(T), reduction='none').reshape(B, T)
-        return masked_mean(ce, out['mask']).mean()
+        return frame_loss(out['step_logits'], y, out['mask'])
 
 # %% ../../nbs/07e_videolstm.ipynb #90508ea6
 def _map_dim(in_dim) -> tuple[int, int, int]:
@@ -232,3 +237,50 @@ class VideoLSTM(ConvALSTM):
         a = spatial_softmax(self.att(xa, hm))                            # Eq. 7-8 with H^m_t
         h, c = self.cell(self.cell.inp(reweight(a, X)), h, c)            # Eq. 9, then Eq. 1-6 (top layer)
         return (h, a), (hm, cm, h, c)
+
+# %% ../../nbs/07e_videolstm.ipynb #4084aba3
+@MODELS.register('alstm_motion')
+class MotionALSTM(_AttnLSTMFamily):
+    """ALSTM with motion-based attention (001, Table 2, ALSTM column): a bottom LSTM over flow drives the attention.
+
+    Paper: 001: Li, Gavves, Jain, Snoek, VideoLSTM Convolves, Attends and Flows for Action Recognition, CVIU 2018, Sec. 3.2 and Table 2.
+    Equations: a fully connected bottom LSTM over the spatial mean m_t of the flow map M_t, also reading the top
+    layer's h_(t-1), gives h^m_t (Eq. 10-15, vector form); Z_t^ij = w_z . tanh(W_ma M_t^ij + W_ha h^m_t + b_a) and
+    A_t = softmax of Z_t over the H*W positions (Eq. 7-8); x~_t = sum_ij A_t^ij X_t^ij; the top LSTM on x~_t is classified.
+    Input `x` = (rgb maps, flow maps), each (B,T,C,H,W), `mask` (B,T) bool; output `logits` (B,K), `attn` (B,T,H,W),
+    `step_logits` (B,T,K).
+    Defaults (001 Sec. 5.2): hidden=512, hidden_m=hidden, att=512, fc=1024, dropout=0.7; score_map='flow' (Eq. 7's
+    map term reads M_t; 'top': X_t, as videolstm), top_stream='rgb' (Table 2: RGB input), loss='frame'."""
+    inputs = 'map2'
+    def __init__(self, in_dim, n_classes: int, hidden: int = 512, hidden_m: int | None = None, att: int = 512,
+                 score_map: str = 'flow', top_stream: str = 'rgb', fc: int = 1024, dropout: float = 0.7, loss: str = 'frame'):
+        if score_map not in ('flow', 'top'): raise ValueError(f"score_map must be 'flow' or 'top', got {score_map!r}")
+        if top_stream not in ('rgb', 'flow'): raise ValueError(f"top_stream must be 'rgb' or 'flow', got {top_stream!r}")
+        rgb, flow = _two_map_dims(in_dim)
+        super().__init__(in_dim, n_classes, fc, dropout, loss)
+        top = rgb if top_stream == 'rgb' else flow
+        hm = hidden_m or hidden
+        self.top_stream, self.score_map = top_stream, score_map
+        self.bottom = ConvLSTMCell(flow[0], hm, k=1, rec_ch=hm + hidden)               # Eq. 10-15, fully connected
+        self.att = SpatialAttention((flow if score_map == 'flow' else top)[0], hm, att)  # Eq. 7 on h^m_t
+        self.cell = ConvLSTMCell(top[0], hidden, k=1)                                   # the top (ALSTM) LSTM
+        self._make_head(hidden)
+        C, H, W = top
+        self._shapes = ((C, H, W), (att, H, W), (4 * hm, 1, 1))
+        self._sizes = tuple(a * b * c for a, b, c in self._shapes)
+    def _split(self, xt):   # scan slices one tensor: the maps travel flattened next to the bottom layer's input vector
+        return tuple(v.reshape(-1, *s) for v, s in zip(xt.split(self._sizes, 1), self._shapes))
+    def prepare(self, x):
+        rgb, flow = x
+        X = rgb if self.top_stream == 'rgb' else flow
+        S = flow if self.score_map == 'flow' else X
+        gm = self.bottom.inp(flow.mean((-2, -1), keepdim=True))                  # W^m_x m_t + b^m, all frames at once
+        seq = torch.cat([X.flatten(2), self.att.inp(S).flatten(2), gm.flatten(2)], 2)
+        B = X.shape[0]
+        return seq, (*self.bottom.zeros(B, 1, 1, X), *self.cell.zeros(B, 1, 1, X))
+    def step(self, xt, state):
+        X, xa, gm = self._split(xt); hm, cm, h, c = state
+        hm, cm = self.bottom(gm, torch.cat([hm, h], 1), cm)                      # Eq. 10-15 (vector form)
+        a = spatial_softmax(self.att(xa, hm[..., 0, 0]))                         # Eq. 7-8 with h^m_t
+        h, c = self.cell(self.cell.inp(attend_sum(a, X)[..., None, None]), h, c)  # expectation, then the top LSTM
+        return (h.flatten(1), a), (hm, cm, h, c)
