@@ -93,12 +93,15 @@ def torchvision_net(arch: str, weights: str | None = None, pretrained: bool = Tr
     return m.eval()
 
 class _VGG16Features(nn.Module):
-    "VGG16: map = pool5, vec = fc7 (after ReLU; dropout is inactive in eval mode)."
-    def __init__(self, m):
-        super().__init__(); self.features, self.avgpool, self.fc67 = m.features, m.avgpool, m.classifier[:5]
+    "VGG16: map = pool5, vec = fc7 (after ReLU; dropout is inactive in eval mode), or fc6 (after ReLU) with `fc=6`."
+    def __init__(self, m, fc: int = 7):
+        super().__init__(); self.features, self.avgpool = m.features, m.avgpool
+        if fc not in (6, 7): raise ValueError(f'vgg16: vec from fc6 or fc7, got fc{fc}')
+        if fc == 7: self.fc67 = m.classifier[:5]                  # fc6, ReLU, dropout, fc7, ReLU
+        else: self.fc6 = m.classifier[:2]                         # fc6, ReLU
     def forward(self, x):
-        f = self.features(x)
-        return self.fc67(torch.flatten(self.avgpool(f), 1)), f
+        f = self.features(x); head = self.fc67 if hasattr(self, 'fc67') else self.fc6
+        return head(torch.flatten(self.avgpool(f), 1)), f
 
 class _ResNetFeatures(nn.Module):
     "ResNet: vec = pooled conv5 output; map = conv5 output, or the conv5_2 output with `split`."
@@ -110,11 +113,18 @@ class _ResNetFeatures(nn.Module):
         f2 = self.conv5_12(self.stem(x)); f3 = self.conv5_3(f2)
         return f3.mean((2, 3)), (f2 if self.split else f3)
 
-@BACKBONES.register('vgg16')
-def _vgg16(in_chans: int = 3, weights: str | None = None, pretrained: bool = True):
+def _vgg(in_chans, weights, pretrained, fc):
     m = torchvision_net('vgg16', weights, pretrained)
     if in_chans != 3: m.features[0] = cross_modality_conv(m.features[0], in_chans)
-    return Backbone(_VGG16Features(m).eval(), IMAGENET_MEAN, IMAGENET_STD, 4096, 512)
+    return Backbone(_VGG16Features(m, fc).eval(), IMAGENET_MEAN, IMAGENET_STD, 4096, 512)
+
+@BACKBONES.register('vgg16')
+def _vgg16(in_chans: int = 3, weights: str | None = None, pretrained: bool = True):
+    return _vgg(in_chans, weights, pretrained, fc=7)
+
+@BACKBONES.register('vgg16_fc6')
+def _vgg16_fc6(in_chans: int = 3, weights: str | None = None, pretrained: bool = True):
+    return _vgg(in_chans, weights, pretrained, fc=6)
 
 def _resnet101(in_chans, weights, pretrained, split):
     m = torchvision_net('resnet101', weights, pretrained)

@@ -10,12 +10,12 @@ import numpy as np, pandas as pd, torch
 from .core import atomic_path, atomic_write_json, config_hash
 from .paths import features_dir, feature_store_path, index_path
 from .backbones import STREAMS
-from .sampling import tsn_test_starts, tsn_train_starts
+from .sampling import split_snippets, tsn_test_starts, tsn_train_starts
 
 # %% auto #0
 __all__ = ['KIND', 'VECTORS', 'video_groups', 'holdout', 'RowStore', 'write_rows', 'feature_store', 'Rows', 'MeanRows',
            'feature_vector', 'load_split', 'to_device', 'take_positions', 'take_snippets', 'segment_positions',
-           'data_fingerprint', 'snippet_starts', 'FeatureSource']
+           'data_fingerprint', 'snippet_starts', 'split_starts', 'FeatureSource']
 
 # %% ../nbs/08a_featdata.ipynb #20595d88
 _GROUP = re.compile(r'_g(\d+)_c\d+$')
@@ -191,16 +191,22 @@ def snippet_starts(T: int, length: int, k: int) -> list[int]:
     if not length or length >= T: return [0]
     return sorted(set(np.round(np.linspace(0, T - length, k)).astype(int).tolist()))
 
+def split_starts(T: int, length: int) -> list[int]:
+    "Starts of the successive `length`-position samples a video of `T` positions is cut into (003), the last one ending at `T - 1`."
+    if not length or length >= T: return [0]
+    return split_snippets(T, length)[:, 0].tolist()
+
 class FeatureSource:
     "Cached features of one part of a split (`{'x': tuple of (N,T,...) tensors, 'y': (N,)}`) as a data source for `fit` and `predict`."
-    def __init__(self, part: dict, inputs: str = 'vec', snippet: int | None = None, test_snippets: int = 1, segments: int | None = None):
+    def __init__(self, part: dict, inputs: str = 'vec', snippet: int | None = None, test_snippets: int = 1, segments: int | None = None,
+                 snippet_split: bool = False):
         self.part, self.x, self.y, self.inputs = part, part['x'], part['y'], inputs
         self.videos = list(part.get('videos', range(len(self.y))))
-        self.snippet, self.test_snippets, self.segments = snippet, test_snippets or 1, segments
+        self.snippet, self.test_snippets, self.segments, self.split = snippet, test_snippets or 1, segments, bool(snippet_split)
 
     @classmethod
     def from_recipe(cls, part: dict, inputs: str, recipe: dict):
-        return cls(part, inputs, recipe.get('snippet'), recipe.get('test_snippets'), recipe.get('segments'))
+        return cls(part, inputs, recipe.get('snippet'), recipe.get('test_snippets'), recipe.get('segments'), recipe.get('snippet_split', False))
 
     def __len__(self): return len(self.y)
     @property
@@ -212,7 +218,10 @@ class FeatureSource:
         x, T = _inputs(self.x, b, self.inputs), self.T
         S, n_seg = self.snippet, self.segments
         if S and S < T:                               # a randomly placed snippet of S positions per video (001, 003)
-            st = torch.randint(0, T - S + 1, (len(b),), generator=torch.Generator().manual_seed(seed * 1000003 + step))
+            g = torch.Generator().manual_seed(seed * 1000003 + step)
+            if self.split:                            # one of the video's successive samples (003, `snippet_split`)
+                st = torch.tensor(split_starts(T, S))[torch.randint(0, len(split_starts(T, S)), (len(b),), generator=g)]
+            else: st = torch.randint(0, T - S + 1, (len(b),), generator=g)
             x, T = take_snippets(x, st, S), S
         if n_seg and n_seg < T:                       # TSN: one random position in each of n_seg segments (002)
             x, T = take_positions(x, segment_positions(T, n_seg, len(b), np.random.default_rng([seed, step]))), n_seg
@@ -228,9 +237,8 @@ class FeatureSource:
         if self.segments and self.segments < T:
             pos = segment_positions(T, self.segments)[0]; return [(take_positions(x, pos.expand(len(b), -1)), _mask(len(b), len(pos)), pos)]
         if not self.snippet or self.snippet >= T: return [(x, _mask(len(b), T), torch.arange(T))]      # the whole video, no copy
-        S = self.snippet
-        return [(take_snippets(x, torch.full((len(b),), s0), S), _mask(len(b), S), torch.arange(s0, s0 + S))
-                for s0 in snippet_starts(T, S, self.test_snippets)]
+        S = self.snippet; starts = split_starts(T, S) if self.split else snippet_starts(T, S, self.test_snippets)
+        return [(take_snippets(x, torch.full((len(b),), s0), S), _mask(len(b), S), torch.arange(s0, s0 + S)) for s0 in starts]
 
     def test_batches(self, bs: int = 64):
         "Views of the videos in order, `bs` videos at a time."

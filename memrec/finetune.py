@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from .core import config_hash, set_seed, device as default_device
 from .paths import data_dir, index_path
-from .sampling import flow_stack_starts, flow_stacks, take_clips, tsn_test_starts, tsn_train_starts
+from .sampling import flow_stack_starts, flow_stacks, split_snippets, take_clips, tsn_test_starts, tsn_train_starts
 from .flow import FLOW_ZERO
 from .augment import SCALES, augment_clip, test_crops
 from .backbones import BACKBONES, STREAMS, Backbone
@@ -18,27 +18,42 @@ from .recipes import per_stream
 from .train import MODES
 
 # %% auto #0
-__all__ = ['FINETUNE_DEFAULTS', 'AUGMENT_DEFAULTS', 'BN_MODES', 'finetune_config', 'video_dir', 'count_frames', 'read_frames',
-           'FrameClips', 'EndToEnd', 'build_backbone', 'backbone_out_dim', 'build_end_to_end', 'param_groups',
-           'FrameSource']
+__all__ = ['FINETUNE_DEFAULTS', 'AUGMENT_DEFAULTS', 'TEST_PROTOCOLS', 'LOCAL_INITS', 'BN_MODES', 'finetune_config', 'video_dir',
+           'count_frames', 'read_frames', 'FrameClips', 'EndToEnd', 'build_backbone', 'backbone_out_dim',
+           'init_local_conv5_3', 'build_end_to_end', 'param_groups', 'FrameSource']
 
 # %% ../nbs/08c_finetune.ipynb #4f04794b
 FINETUNE_DEFAULTS = dict(
     backbone='efficientnet_lite0', weights=None, image_size=112, test_scale=None,
     segments=8, flow_length=5, sampling='tsn', keep_tail=True, bn='partial',
     lr_mult={'first_conv': {'spatial': 1, 'temporal': 5}, 'first_bias': {'spatial': 2, 'temporal': 10}, 'bias': 2},
-    channels_last=True, compile=False, workers=4, test_crops=10, test_groups=1, test_batch=4)
+    channels_last=True, compile=False, workers=4, test_crops=10, test_groups=1, test_batch=4,
+    test_segments=None, test_protocol=None, snippet_split=False, local_init=None)
 
 AUGMENT_DEFAULTS = dict(scales=dict(SCALES), max_distort=1, fixed_crops=13, flip=True)
 
+TEST_PROTOCOLS = {      # finetune.test_protocol (or models.<m>.finetune.test_protocol): the papers' test views
+    'rlstm_paper': dict(test_segments=None, test_groups=4, test_crops=5),   # 002, Sec. 5.2: 4 groups of the T positions x 5 crops
+    'matdl_paper': dict(test_segments=25, test_groups=1, test_crops=10),   # 000 (two-stream testing): 25 frames x 10 crops
+}
+LOCAL_INITS = ('conv5_3',)   # finetune.local_init: the two-branch model's local stage from the backbone's conv5_3 (002)
+
 def finetune_config(params: dict, stream: str, recipe: dict | None = None) -> tuple[dict, dict]:
     """(clip and network settings, augmentation) on `stream`: defaults updated by the `finetune` and `augment` sections;
-    a `recipe` with `snippet` or `segments` sets the clip sampling (see above)."""
+    a `recipe` with `snippet` or `segments` sets the clip sampling, and its `test_protocol`, `snippet_split`,
+    `flow_length` or `local_init` win over the `finetune` section's (see above)."""
     ft = copy.deepcopy(FINETUNE_DEFAULTS); ft.update({k: v for k, v in copy.deepcopy(params.get('finetune') or {}).items() if k != 'train'})
     aug = copy.deepcopy(AUGMENT_DEFAULTS); aug.update(copy.deepcopy(params.get('augment') or {}))
     ft = per_stream(ft, stream); r = recipe or {}
     if r.get('snippet'): ft.update(sampling='dense', segments=r['snippet'], test_groups=r.get('test_snippets') or 1)
     elif r.get('segments'): ft['segments'] = r['segments']
+    ft.update({k: r[k] for k in ('test_protocol', 'snippet_split', 'flow_length', 'local_init') if r.get(k)})
+    if ft['test_protocol'] is not None:
+        if ft['test_protocol'] not in TEST_PROTOCOLS:
+            raise ValueError(f'finetune.test_protocol: unknown protocol {ft["test_protocol"]!r}; valid protocols: {", ".join(TEST_PROTOCOLS)}')
+        ft.update(TEST_PROTOCOLS[ft['test_protocol']])
+    if ft['local_init'] is not None and ft['local_init'] not in LOCAL_INITS:
+        raise ValueError(f'finetune.local_init: unknown initialisation {ft["local_init"]!r}; valid: {", ".join(LOCAL_INITS)} (or null)')
     return ft, per_stream(aug, stream)
 
 # %% ../nbs/08c_finetune.ipynb #cff2f523
@@ -70,7 +85,8 @@ class FrameClips(torch.utils.data.Dataset):
     "Clips of sampled frames / flow stacks of `videos`, augmented for training or multi-cropped for testing."
     def __init__(self, d, videos, labels, stream: str = 'spatial', train: bool = True, segments: int = 8, flow_length: int = 5,
                  sampling: str = 'tsn', size: int = 112, keep_tail: bool = True, augment: dict | None = None,
-                 test_crops: int = 1, test_groups: int = 1, test_scale: int | None = None, seed: int = 0):
+                 test_crops: int = 1, test_groups: int = 1, test_scale: int | None = None, seed: int = 0,
+                 test_segments: int | None = None, snippet_split: bool = False):
         if stream not in STREAMS: raise ValueError(f'Unknown stream {stream!r}; valid streams: {", ".join(STREAMS)}')
         if sampling not in ('tsn', 'dense'): raise ValueError(f"sampling must be 'tsn' or 'dense', got {sampling!r}")
         self.d, self.videos, self.labels = Path(d), list(videos), np.asarray(labels)
@@ -80,6 +96,8 @@ class FrameClips(torch.utils.data.Dataset):
         scales = per_stream(aug['scales'], stream)
         self.aug = dict(scales=tuple(scales), max_distort=aug['max_distort'], fixed=aug['fixed_crops'], flip=aug['flip'])
         self.n_crops, self.groups, self.test_scale, self.seed = test_crops, test_groups, test_scale, seed
+        self.test_T, self.split = test_segments or segments, bool(snippet_split)
+        if self.split and sampling != 'dense': raise ValueError("snippet_split needs sampling 'dense' (a recipe with `snippet`)")
         self.dirs = [video_dir(self.d, v, stream) for v in self.videos]
         self.n = np.array([count_frames(f, stream) for f in self.dirs])
         if (self.n == 0).any():
@@ -89,7 +107,11 @@ class FrameClips(torch.utils.data.Dataset):
 
     def positions(self, i: int, rng: np.random.Generator) -> np.ndarray:
         "(G, T) RGB frame indices of the positions of video `i` (G = 1 in training), on either stream."
-        n = self.n[i] + (self.stream == 'temporal'); T, G = self.T, self.groups     # frames: flow fields + 1
+        n = self.n[i] + (self.stream == 'temporal'); G = self.groups                   # frames: flow fields + 1
+        T = self.T if self.train else self.test_T
+        if self.split:                         # 003: the video cut into successive T-frame samples; one, or all at test
+            s0 = split_snippets(n, T)[:, 0]
+            return take_clips(s0[rng.integers(len(s0))][None] if self.train else s0, T, n)
         if self.sampling == 'tsn':
             return tsn_train_starts(n, T, 1, rng, self.keep_tail)[None] if self.train else tsn_test_starts(n, T, 1, G)
         s0 = tsn_train_starts(n, 1, T, rng) if self.train else tsn_test_starts(n, G, T)[0]   # T consecutive frames
@@ -190,15 +212,27 @@ def backbone_out_dim(bb: Backbone, in_chans: int, size: int, inputs: str):
     bb.net.train(was)
     return v.shape[1] if inputs == 'vec' else tuple(f.shape[1:])
 
+def init_local_conv5_3(net: nn.Module, block: nn.Module) -> nn.Module:
+    "Replace the local stage of a two-branch temporal model `net` (`rlstm2b`) by a copy of the ResNet-101 `conv5_3` `block` (002, Sec. 5.2)."
+    if getattr(net, 'branches', 'nonlocal') == 'nonlocal' or not hasattr(net, 'local'):
+        raise ValueError(f'finetune.local_init: conv5_3 needs a model with a local branch (rlstm2b), not {type(net).__name__}')
+    net.local = copy.deepcopy(block); return net
+
 def build_end_to_end(arch: str, kw: dict, n_classes: int, stream: str, backbone: str, size: int, flow_length: int = 5,
-                     weights: str | None = None, bn: str = 'partial', pretrained: bool = True, lr_mult: dict | None = None) -> EndToEnd:
-    "Backbone `backbone` (cross-modality for flow) + registered temporal model `arch` with kwargs `kw`."
+                     weights: str | None = None, bn: str = 'partial', pretrained: bool = True, lr_mult: dict | None = None,
+                     local_init: str | None = None) -> EndToEnd:
+    """Backbone `backbone` (cross-modality for flow) + registered temporal model `arch` with kwargs `kw`;
+    `local_init='conv5_3'`: the local branch starts as the backbone's own (ImageNet) `conv5_3` block."""
+    if local_init not in (None, *LOCAL_INITS): raise ValueError(f'finetune.local_init: unknown initialisation {local_init!r}; valid: {", ".join(LOCAL_INITS)} (or null)')
     in_chans = 3 if stream == 'spatial' else 2 * flow_length
     bb = build_backbone(backbone, in_chans, weights, pretrained)
+    if local_init and not getattr(bb.net, 'split', False):
+        raise ValueError(f'finetune.local_init: conv5_3 needs backbone resnet101_conv5_2 (maps split before conv5_3), not {backbone!r}')
     inputs = import_all_models().get(arch).inputs
     if inputs not in ('vec', 'map'):
         raise ValueError(f"model {arch!r} consumes {inputs!r}; end-to-end fine-tuning supports one-stream models ('vec' or 'map')")
     net = build_model(arch, backbone_out_dim(bb, in_chans, size, inputs), n_classes, **kw)
+    if local_init: init_local_conv5_3(net, bb.net.conv5_3)
     return EndToEnd(bb, net, stream, bn, lr_mult)
 
 # %% ../nbs/08c_finetune.ipynb #9bb46a6d
@@ -231,7 +265,7 @@ class FrameSource:
     def fingerprint(self) -> dict:
         d = self.ds
         return {'videos': config_hash(self.videos), 'y': config_hash(self.y.tolist()), 'n_frames': config_hash(d.n.tolist()),
-                'clips': config_hash([d.stream, d.T, d.L, d.sampling, d.size, d.keep_tail, d.aug, d.seed])}
+                'clips': config_hash([d.stream, d.T, d.L, d.sampling, d.size, d.keep_tail, d.aug, d.seed] + (['split'] if d.split else []))}
 
     def _loader(self, **kw):
         # its own generator: a loader otherwise draws its base seed from the global RNG, whose state (dropout) a
@@ -246,8 +280,9 @@ class FrameSource:
             yield x, torch.ones(x.shape[:2], dtype=torch.bool), y
 
     def test_batches(self, bs: int | None = None):
-        "Per batch of videos, its views `(x, mask, positions)`: every temporal group × crop, each over all T positions."
-        for x, _ in self._loader(batch_size=bs or self.test_batch, shuffle=False):     # (B, G, n, T, C, S, S)
+        """Per batch of videos, its views `(x, mask, positions)`: every temporal group × crop, each over all T positions
+        (with `snippet_split` one video per batch: videos have different numbers of samples)."""
+        for x, _ in self._loader(batch_size=1 if self.ds.split else (bs or self.test_batch), shuffle=False):   # (B, G, n, T, C, S, S)
             B, G, n, T = x.shape[:4]; mask, pos = torch.ones(B, T, dtype=torch.bool), torch.arange(T)
             yield [(x[:, g, c], mask, pos) for g in range(G) for c in range(n)]
 
@@ -270,7 +305,8 @@ def _videos(params: dict, part: str, stream: str, root=None, only=None) -> tuple
 def _clips(params, stream, rows, d, train: bool, ft: dict, aug=None) -> FrameClips:
     return FrameClips(d, rows.video, rows.label, stream, train, ft['segments'], ft['flow_length'], ft['sampling'], ft['image_size'],
                       ft.get('keep_tail', True), aug, test_crops=ft['test_crops'], test_groups=ft['test_groups'],
-                      test_scale=ft['test_scale'], seed=params['seed'])
+                      test_scale=ft['test_scale'], seed=params['seed'], test_segments=ft.get('test_segments'),
+                      snippet_split=ft.get('snippet_split', False))
 
 def _finetune_setup(c: dict):
     params, stream, recipe = c['params'], c['stream'], c['recipe']
@@ -281,17 +317,19 @@ def _finetune_setup(c: dict):
     dev = default_device(); cuda = dev.type == 'cuda'
     set_seed(params['seed'])
     net = build_end_to_end(c['arch'], c['kw'], n_classes, stream, ft['backbone'], ft['image_size'], ft['flow_length'], ft.get('weights'),
-                           ft['bn'], lr_mult=ft['lr_mult'])
+                           ft['bn'], lr_mult=ft['lr_mult'], local_init=ft['local_init'])
     if cuda:
         torch.backends.cudnn.benchmark = True
         if ft['channels_last']: net.backbone.to(memory_format=torch.channels_last); net.channels_last = True
     if ft['compile']: net.compile_backbone(ft['compile'] if isinstance(ft['compile'], str) else 'inductor')
-    data = {k: ft[k] for k in ('image_size', 'segments', 'flow_length', 'sampling', 'test_crops', 'test_groups', 'test_scale', 'keep_tail')}
+    data = {k: ft[k] for k in ('image_size', 'segments', 'flow_length', 'sampling', 'test_crops', 'test_groups', 'test_scale', 'keep_tail',
+                               'test_segments', 'snippet_split')}
     p = params                                       # how frames and flow were made, so a new video can be prepared alike
     prep = {'frames': {'short_side': (p.get('frames') or {}).get('short_side')},
             'flow': {k: (p.get('flow') or {}).get(k) for k in ('method', 'bound', 'raft_iters')}}
     info = {'preprocessing': prep, 'in_dim': net.temporal.in_dim, 'n_classes': n_classes, 'classes': classes, 'inputs': net.inputs, 'backbone': ft['backbone'],
             'in_chans': net.first_conv.in_channels, 'bn': ft['bn'], 'lr_mult': ft['lr_mult'], 'data': data, 'test_batch': ft['test_batch'],
+            'local_init': ft['local_init'],
             'n_missing': int(len(idx[idx[f'split{params["split"]}'] == 'train']) - len(rows) - len(c['val'] or []))}
     return FrameSource(_clips(params, stream, rows, d, True, ft, aug), ft['workers'], pin=cuda), net, info
 
@@ -301,7 +339,7 @@ def _finetune_state(net: EndToEnd) -> dict:
 def _finetune_load(ck: dict) -> EndToEnd:
     dt = ck['data']; L = ck['in_chans'] // 2 if ck['stream'] == 'temporal' else dt['flow_length']
     net = build_end_to_end(ck['model'], ck['kwargs'], ck['n_classes'], ck['stream'], ck['backbone'], dt['image_size'], L,
-                           bn=ck['bn'], pretrained=False, lr_mult=ck.get('lr_mult'))
+                           bn=ck['bn'], pretrained=False, lr_mult=ck.get('lr_mult'), local_init=ck.get('local_init'))
     net.backbone.load_state_dict(ck['backbone_state_dict']); net.temporal.load_state_dict(ck['state_dict'])
     return net
 

@@ -193,7 +193,8 @@ def feature_outputs(net, ck: dict, feats: dict) -> dict:
 def _clips(d: Path, stream: str, data: dict, crops: int, groups: int):
     from memrec.finetune import FrameClips
     return FrameClips(d, ['video'], [0], stream, False, data['segments'], data['flow_length'], data.get('sampling', 'tsn'),
-                      data['image_size'], data.get('keep_tail', True), test_crops=crops, test_groups=groups, test_scale=data.get('test_scale'))
+                      data['image_size'], data.get('keep_tail', True), test_crops=crops, test_groups=groups, test_scale=data.get('test_scale'),
+                      test_segments=data.get('test_segments'), snippet_split=data.get('snippet_split', False))   # the test protocol it was evaluated with
 
 def finetune_flow_fields(d: Path, data: dict) -> np.ndarray:
     "0-based flow fields the fine-tuned model's test clips read (both passes), from the staged placeholders' count."
