@@ -14,9 +14,9 @@ from .paths import data_dir, features_dir, metrics_path, result_dir, results_dir
 
 # %% auto #0
 __all__ = ['FUSION_RULES', 'accuracy_metrics', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion', 'write_metrics',
-           'relevance_at', 'relevance_of', 'predict', 'step_metric', 'write_class_report', 'evaluate', 'fuse_scores',
-           'choose_weight', 'fuse', 'replicate_metrics', 'summarise', 'mean_std', 'paired_bootstrap', 'correct',
-           'paired_differences', 'load_scores', 'group_accuracy']
+           'relevance_at', 'relevance_of', 'predict', 'step_metric', 'write_class_report', 'evaluate', 'log_scores',
+           'fuse_scores', 'choose_weight', 'fuse', 'replicate_metrics', 'summarise', 'mean_std', 'paired_bootstrap',
+           'correct', 'paired_differences', 'load_scores', 'group_accuracy']
 
 # %% ../nbs/09_evaluate.ipynb #3eb04c2b
 def accuracy_metrics(scores: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> dict:
@@ -143,7 +143,7 @@ def evaluate(model: str, stream: str, params: dict | None = None, root=None, plo
     return m
 
 # %% ../nbs/09_evaluate.ipynb #4b97dff9
-FUSION_RULES = ('average', 'product', 'weighted')
+FUSION_RULES = ('average', 'product', 'weighted', 'logits')
 
 def _align(a: dict, b: dict, prefix: str = ''):
     va, vb = list(a[prefix + 'videos']), list(b[prefix + 'videos']); pos = {v: i for i, v in enumerate(vb)}
@@ -153,8 +153,19 @@ def _align(a: dict, b: dict, prefix: str = ''):
     if not (la == np.asarray(b[prefix + 'labels'])[ib]).all(): raise ValueError('the two streams disagree on labels')
     return common, la, np.asarray(a[prefix + 'prob'])[ia], np.asarray(b[prefix + 'prob'])[ib]
 
+def log_scores(z: dict) -> dict:
+    "`z` with its `prob` replaced by pre-softmax scores: its `logits` when stored, else the log-probabilities (the same up to a per-video constant)."
+    lg = z.get('logits')
+    s = np.asarray(lg, np.float64) if lg is not None and np.shape(lg) == np.shape(z['prob']) else np.log(np.maximum(np.asarray(z['prob'], np.float64), 1e-30))
+    return {**z, 'prob': s}
+
 def fuse_scores(a: dict, b: dict, weight: float = 0.5, rule: str = 'average') -> dict:
-    "Fuse two streams' probabilities over the videos both scored (aligned by video id): weighted average or product."
+    "Fuse two streams' scores over the videos both scored (aligned by video id): weighted average or product of probabilities, or softmax of the weighted logits."
+    if rule == 'logits':                     # Sec. 5.2 (002): the weighted average before the softmax
+        if not all('logits' in z for z in (a, b)): a, b = {**a, 'logits': None}, {**b, 'logits': None}   # both from log p, or neither
+        common, la, za, zb = _align(log_scores(a), log_scores(b)); z = weight * za + (1 - weight) * zb
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return {'videos': np.array(common), 'labels': la, 'prob': e / e.sum(-1, keepdims=True), 'logits': z}
     common, la, pa, pb = _align(a, b)
     if rule == 'product': p = pa * pb; p = p / np.maximum(p.sum(-1, keepdims=True), 1e-30)
     elif rule in ('average', 'weighted'): p = weight * pa + (1 - weight) * pb
@@ -182,6 +193,7 @@ def fuse(model: str, params: dict | None = None, root=None, plot: bool = True) -
                          'them: set train.val_fraction (e.g. 0.2) in params.yaml and re-run `dvc repro`')
     tops, w_val = {}, None
     for r in FUSION_RULES:
+        if r == 'logits' and rule != 'logits': continue      # opt-in: the metrics of the other rules keep their keys
         if r == 'weighted':
             if not has_val: continue
             w_val, val_acc = choose_weight(a, b); tops['val_top1_weighted'] = val_acc

@@ -11,8 +11,8 @@ from .core import atomic_write_json, config_hash, load_params, lookup, progress,
 from .paths import manifest_path, model_dir, replicate_dir, result_dir, summary_path
 
 # %% auto #0
-__all__ = ['STAGE', 'STREAMS', 'stage_spec', 'stage_key', 'unit_done', 'run_unit', 'train_workers', 'prune', 'write_summary',
-           'write_manifest', 'run_model', 'main']
+__all__ = ['STAGE', 'STREAMS', 'stage_spec', 'file_hashes', 'stage_key', 'unit_done', 'run_unit', 'init_deps', 'unit_waves',
+           'check_init', 'train_workers', 'prune', 'write_summary', 'write_manifest', 'run_model', 'main']
 
 # %% ../nbs/08d_run.ipynb #adc7d30f
 STAGE = 'model'
@@ -30,13 +30,18 @@ def stage_spec(params: dict, model: str, root=None) -> dict:
 # %% ../nbs/08d_run.ipynb #79ca7724
 def _code_root() -> Path: return Path(__file__).resolve().parent.parent if '__file__' in globals() else repo_root()
 
+def file_hashes(folder: Path, skip=None, digest='md5') -> dict:
+    """Path relative to `folder` (posix) -> digest of each file under `folder`, in sorted order, but those `skip(path)` is true of;
+    `digest`: a `hashlib` algorithm (hex digest of the content) or a function of the file's path (e.g. its size)."""
+    of = (lambda f: hashlib.new(digest, f.read_bytes()).hexdigest()) if isinstance(digest, str) else digest
+    return {f.relative_to(folder).as_posix(): of(f) for f in sorted(Path(folder).rglob('*')) if f.is_file() and not (skip and skip(f))}
+
 def _fingerprint(path: Path, data: bool):
     "Content hash of a file; for a folder, of its files' contents (code) or of their names and sizes (data)."
     if path.is_file(): return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     if not path.is_dir(): return None
-    files = sorted(f for f in path.rglob('*') if f.is_file() and '__pycache__' not in f.parts)
-    if data: return config_hash([(str(f.relative_to(path)), f.stat().st_size) for f in files])
-    return config_hash([(str(f.relative_to(path)), hashlib.sha256(f.read_bytes()).hexdigest()) for f in files])
+    files = file_hashes(path, lambda f: '__pycache__' in f.parts, (lambda f: f.stat().st_size) if data else 'sha256')
+    return config_hash(list(files.items()))
 
 def stage_key(params: dict, model: str, root=None) -> str:
     "Hash of the `model@<model>` stage's parameters and dependencies (code by content, data folders by names and sizes)."
@@ -67,6 +72,33 @@ def run_unit(job: dict) -> dict:
     s = time.time() - t0; atomic_write_json(out / 'unit.json', {'key': job['key'], 'seconds': round(s, 2)})
     return {**{k: job[k] for k in ('split', 'seed', 'stream')}, 'top1': m['top1'], 'seconds': s}
 
+# %% ../nbs/08d_run.ipynb #e34d0d54
+def init_deps(params: dict, model: str) -> dict:
+    "stream -> the stream of the same model and replicate that it starts from (`train.init`); streams without one are left out."
+    from memrec.recipes import model_config
+    from memrec.train import init_spec, train_mode
+    mode, out = train_mode(params), {}
+    for st in STREAMS:
+        src = init_spec(model_config(params, model, st, mode)[1].get('init'), model, st, params['dataset'])
+        if src and (src['dataset'], src['model']) == (params['dataset'], model): out[st] = src['stream']
+    if loop := [st for st, s in out.items() if s in out]:
+        raise ValueError(f'train.init of {model}: streams {", ".join(loop)} start from each other; one of them must start afresh')
+    return out
+
+def unit_waves(jobs: list[dict], deps: dict) -> list[list[dict]]:
+    "`jobs` in the order they may run: the units that start from no other unit, then those that do (`deps`: `init_deps`)."
+    waves = [[j for j in jobs if j['stream'] not in deps], [j for j in jobs if j['stream'] in deps]]
+    return [w for w in waves if w]
+
+def check_init(params: dict, model: str, jobs: list[dict], deps: dict, root=None):
+    "Raise, before any unit runs, when a unit to run starts from a model outside this stage that does not exist."
+    from memrec.recipes import model_config
+    from memrec.train import init_source, train_mode
+    mode = train_mode(params)
+    for j in jobs:
+        if j['stream'] not in deps:
+            init_source(unit_params(params, j['split'], j['seed']), model, j['stream'], model_config(params, model, j['stream'], mode)[1], root)
+
 # %% ../nbs/08d_run.ipynb #7f3f1650
 def train_workers(params: dict) -> int:
     "Processes for the units: `runtime.train_workers`, else one per CPU core (one on a GPU, which they would share)."
@@ -95,9 +127,7 @@ def write_summary(params: dict, model: str, root=None) -> dict:
 
 def write_manifest(params: dict, model: str, root=None) -> dict:
     "`summary/<model>.files.json`: path -> MD5 of every result file of `model` (not `unit.json`, which holds timings)."
-    d = model_dir(params['dataset'], model, root)
-    out = {f.relative_to(d).as_posix(): hashlib.md5(f.read_bytes()).hexdigest()
-           for f in sorted(d.rglob('*')) if f.is_file() and f.name != 'unit.json'}
+    out = file_hashes(model_dir(params['dataset'], model, root), lambda f: f.name == 'unit.json')
     atomic_write_json(manifest_path(params['dataset'], model, root), out)
     return out
 
@@ -116,21 +146,23 @@ def run_model(model: str, params: dict | None = None, root=None, workers: int | 
     first = reps[0]                                   # the replicate whose confusion matrices are drawn (2-3 s each)
     jobs = [dict(model=model, split=k, seed=s, stream=st, params=params, root=root, key=key, threads=threads, quiet=True, plot=(k, s) == first)
             for k, s in reps for st in STREAMS if not unit_done(result_dir(ds, k, model, st, root, seed=s), key)]
+    deps = init_deps(params, model); check_init(params, model, jobs, deps, root); waves = unit_waves(jobs, deps)
     workers = min(workers or train_workers(params), max(1, len(jobs)))
     t0 = time.time(); done = []
     print(f'model {model}: {len(reps)} replicates x {len(STREAMS)} streams, {len(jobs)} units to run '
           f'({len(reps) * len(STREAMS) - len(jobs)} already done) on {workers} worker(s)', flush=True)
     if workers == 1:
         with useful(f'model {model}'):
-            for j in progress(jobs, f'model {model}'): done.append(run_unit({**j, 'quiet': bool(os.environ.get('MEMREC_QUIET'))}))
+            for j in progress([j for w in waves for j in w], f'model {model}'): done.append(run_unit({**j, 'quiet': bool(os.environ.get('MEMREC_QUIET'))}))
     elif jobs:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
         with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_worker_init) as ex:
             list(ex.map(_ready, range(workers)))       # the workers' start-up (imports) is not useful compute
             with useful(f'model {model}'):
-                futs = [ex.submit(run_unit, j) for j in jobs]
-                for f in progress(as_completed(futs), f'model {model}', total=len(futs)): done.append(f.result())
+                # a wave is submitted once every unit of the one before has finished (units that start from their models)
+                finished = (f for w in waves for f in as_completed([ex.submit(run_unit, j) for j in w]))
+                for f in progress(finished, f'model {model}', total=len(jobs)): done.append(f.result())
     for k, s in reps:
         tw = result_dir(ds, k, model, 'twostream', root, seed=s)
         if not unit_done(tw, key, ('scores.npz', 'metrics.json')):

@@ -4,19 +4,21 @@
 
 # %% ../nbs/08b_train.ipynb #9c164f58
 from __future__ import annotations
-import argparse, contextlib, os, random, sys, time
+import argparse, contextlib, hashlib, os, random, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.distributed as dist
 from .core import Registry, atomic_path, atomic_torch_save, config_hash, load_params, progress, repo_root, set_seed, device, unit_params
 from .paths import features_dir, index_path, result_dir
+from .backbones import STREAMS, cross_modality_conv
 from .recipes import model_arch, model_config, schedule, make_optimizer
 from .featdata import FeatureSource, holdout, load_split, to_device
 from .models.base import build_model, import_all_models
 
 # %% auto #0
-__all__ = ['MODES', 'dist_info', 'init_distributed', 'load_checkpoint', 'clean_stale', 'batch_plan', 'train_step', 'fit',
-           'train_mode', 'validation_videos', 'train', 'load_trained', 'ddp_main']
+__all__ = ['INIT_KEYS', 'MODES', 'dist_info', 'init_distributed', 'load_checkpoint', 'clean_stale', 'batch_plan', 'train_step',
+           'fit', 'init_spec', 'init_source', 'trained_state', 'init_from', 'train_mode', 'validation_videos', 'train',
+           'load_trained', 'ddp_main']
 
 # %% ../nbs/08b_train.ipynb #813e3ab0
 def dist_info() -> tuple[int, int]:
@@ -148,6 +150,53 @@ def fit(model, source, recipe: dict, seed: int = 0, desc: str = 'train', checkpo
         if callback: callback(done)
     return pd.DataFrame(log)
 
+# %% ../nbs/08b_train.ipynb #0f0a58ae
+INIT_KEYS = ('dataset', 'model', 'stream')
+
+def init_spec(value, model: str, stream: str, dataset: str) -> dict | None:
+    "The unit `{dataset, model, stream}` a recipe's `init` value names for unit (`dataset`, `model`, `stream`); None: a fresh start."
+    if value is None or value is False: return None
+    if isinstance(value, str): value = {'stream': value}
+    if not isinstance(value, dict):
+        raise ValueError(f'train.init must be a stream name ({", ".join(STREAMS)}) or a mapping with keys {", ".join(INIT_KEYS)}, got {value!r}')
+    if bad := [k for k in value if k not in INIT_KEYS]: raise ValueError(f'train.init: unknown key {bad[0]!r}; valid keys: {", ".join(INIT_KEYS)}')
+    me = {'dataset': dataset, 'model': model, 'stream': stream}; src = me | {k: v for k, v in value.items() if v is not None}
+    if src['stream'] not in STREAMS: raise ValueError(f'train.init: unknown stream {src["stream"]!r}; valid streams: {", ".join(STREAMS)}')
+    return None if src == me else src
+
+def init_source(params: dict, model: str, stream: str, recipe: dict, root=None) -> Path | None:
+    "The `model.pt` unit (`model`, `stream`) of the configured split and seed starts from (`recipe['init']`), checked to exist; None: none."
+    src = init_spec(recipe.get('init'), model, stream, params['dataset'])
+    if src is None: return None
+    f = result_dir(src['dataset'], params['split'], src['model'], src['stream'], root, seed=params['seed']) / 'model.pt'
+    if not f.is_file():
+        raise FileNotFoundError(f'train.init: {model}/{stream} starts from {f}, which does not exist: train {src["model"]}/{src["stream"]} '
+                                f'on {src["dataset"]} (split {params["split"]}, seed {params["seed"]}) first')
+    return f
+
+def trained_state(ck: dict, end_to_end: bool = False) -> dict:
+    "The weights in a `model.pt` dict, named as in a temporal model, or (`end_to_end`) as in `finetune.EndToEnd` (`temporal.`, `backbone.`)."
+    if not end_to_end: return dict(ck['state_dict'])
+    return {**{f'temporal.{k}': v for k, v in ck['state_dict'].items()}, **{f'backbone.{k}': v for k, v in (ck.get('backbone_state_dict') or {}).items()}}
+
+def init_from(net: torch.nn.Module, ck: dict) -> dict:
+    """Load into `net` every tensor of trained model `ck` (a `model.pt` dict) with its name and shape; a fine-tuned backbone's
+    first conv that differs only in input channels gets the cross-modality average. Returns the names copied, averaged, not copied."""
+    mine = net.state_dict(); src = trained_state(ck, hasattr(net, 'backbone') and hasattr(net, 'temporal'))
+    first = getattr(net, 'first_conv', None)
+    first = next((f'backbone.{n}.weight' for n, m in net.backbone.named_modules() if m is first), None) if first is not None else None
+    new, rep = {}, {'copied': [], 'averaged': [], 'not_copied': []}
+    for k, v in mine.items():
+        s = src.get(k)
+        if s is not None and s.shape == v.shape: new[k] = s; rep['copied'].append(k)
+        elif s is not None and k == first and s.ndim == 4 and (s.shape[0], *s.shape[2:]) == (v.shape[0], *v.shape[2:]):
+            conv = torch.nn.Conv2d(s.shape[1], s.shape[0], tuple(s.shape[2:]), bias=False)
+            with torch.no_grad(): conv.weight.copy_(s)
+            new[k] = cross_modality_conv(conv, v.shape[1]).weight.detach(); rep['averaged'].append(k)
+        else: rep['not_copied'].append(k)
+    net.load_state_dict({**mine, **new})
+    return rep
+
 # %% ../nbs/08b_train.ipynb #68941b36
 MODES = Registry('train mode', 'params.yaml: train.mode')
 
@@ -196,15 +245,21 @@ def train(model: str, stream: str, params: dict | None = None, root=None, callba
     "Stage `train`: fit `model` on `stream` of the configured split in the configured mode; writes `model.pt` and `train_log.csv`."
     params = unit_params(params or load_params()); rank, world = init_distributed(); mode = train_mode(params)
     kw, recipe = model_config(params, model, stream, mode); arch = model_arch(params, model)
+    init = init_source(params, model, stream, recipe, root)          # a missing source fails here, before any data is read
     val = validation_videos(params, recipe, root)
     ctx = dict(params=params, model=model, arch=arch, kw=kw, stream=stream, recipe=recipe, root=root, val=val)
     source, net, info = MODES[mode]['setup'](ctx)
+    if init:                                                          # Sec. 5.3 (002), Sec. 5.2 (001): start from a trained model
+        blob = init.read_bytes(); rep = init_from(net, torch.load(init, map_location='cpu', weights_only=False))
+        info['init'] = {'from': os.path.relpath(init, root or repo_root()), 'md5': hashlib.md5(blob).hexdigest(), **rep}
+        if rank == 0: print(f'train {model}/{stream}: initialised from {info["init"]["from"]}: {len(rep["copied"])} tensors copied, '
+                            f'{len(rep["averaged"])} averaged over input channels, not copied: {", ".join(rep["not_copied"]) or "none"}')
     out = result_dir(params['dataset'], params['split'], model, stream, root, seed=params['seed'])
     if rank == 0: out.mkdir(parents=True, exist_ok=True); clean_stale(out)
     if world > 1: dist.barrier()
     t0 = time.time(); sch = schedule(recipe, len(source), params['dataset'])
     log = fit(net, source, recipe, params['seed'], f'train {model}/{stream}', checkpoint=out / 'checkpoint.pt',
-              config={'model': model, 'arch': arch, 'kwargs': kw, 'stream': stream, 'mode': mode}, dataset=params['dataset'], callback=callback)
+              config={'model': model, 'arch': arch, 'kwargs': kw, 'stream': stream, 'mode': mode, **({'init': info['init']['md5']} if init else {})}, dataset=params['dataset'], callback=callback)
     if rank == 0:
         temporal = getattr(net, 'temporal', net); info |= MODES[mode].get('state', lambda n: {})(net)
         atomic_torch_save({'mode': mode, 'model': arch, 'name': model, 'stream': stream, 'kwargs': kw, 'recipe': recipe, 'schedule': sch,
