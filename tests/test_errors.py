@@ -45,9 +45,9 @@ def assert_one_line(r, expect):
 bad_yaml = 'seed: 0\ndataset: synth\nsplit: 1\ntrain:\n  lr: [0.1, 0.2\n  epochs: 4\n'
 
 CASES = {   # id: (edit of params.yaml or its text, command, what the line must contain)
-    'dataset': (setting(dataset='ucf-101'), 'prepare', ['params.yaml: dataset:', "'ucf-101'", 'valid dataset names: hmdb51, synth, ucf101']),
+    'dataset': (setting(dataset='ucf-101'), 'prepare', ['params.yaml: dataset:', "'ucf-101'", 'valid dataset names: charades, hmdb51, synth, ucf101']),
     'pipeline_model': (lambda p: p['pipeline']['models'].append('lstn'), 'prepare',
-                       ['params.yaml: pipeline.models[17]:', "'lstn'", 'valid model names', 'convnet, lstm, matdl']),
+                       [f'params.yaml: pipeline.models[{len(PARAMS["pipeline"]["models"])}]:', "'lstn'", 'valid model names', 'convnet, lstm, matdl']),
     'models_entry': (setting(models__lstn={}), 'prepare', ['params.yaml: models.lstn:', "'lstn'", 'valid model names', 'convnet']),
     'arch': (setting(models__rlstm2b_t6__arch='rlstm2'), 'prepare',
              ['params.yaml: models.rlstm2b_t6.arch:', "'rlstm2'", 'valid model names', 'rlstm2b']),
@@ -58,7 +58,7 @@ CASES = {   # id: (edit of params.yaml or its text, command, what the line must 
     'optimizer': (setting(models__lstm__train={'optimizer': 'adamw'}), 'prepare',
                   ['params.yaml: models.lstm.train.optimizer:', "'adamw'", 'valid optimizer names:', 'rmsprop', 'sgd']),
     'fusion_rule': (setting(fusion__rule='max'), 'fuse --model lstm',
-                    ['params.yaml: fusion.rule:', "'max'", 'valid fusion rule names: average, product, weighted']),
+                    ['params.yaml: fusion.rule:', "'max'", 'valid fusion rule names: average, logits, product, weighted']),
     'backbone': (setting(features__backbone='vgg'), 'features --stream spatial',
                  ['params.yaml: features.backbone:', "'vgg'", 'valid backbone names:', 'efficientnet_lite0', 'vgg16']),
     'flow_method': (setting(flow__method='tvl'), 'flow', ['params.yaml: flow.method:', "'tvl'", 'valid flow method names:', 'farneback', 'tvl1']),
