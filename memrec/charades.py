@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np, pandas as pd
 
 # %% auto #0
-__all__ = ['N_CLASSES', 'read_charades_classes', 'parse_actions', 'read_charades', 'multi_hot', 'action_instances',
-           'average_precision', 'mean_average_precision']
+__all__ = ['N_CLASSES', 'ANNOTATIONS', 'NO_ACTION', 'CLIP_FRAMES', 'TEST_CLIPS', 'read_charades_classes', 'parse_actions',
+           'read_charades', 'multi_hot', 'action_instances', 'average_precision', 'mean_average_precision',
+           'charades_split_table', 'sigmoid', 'multilabel_metrics', 'class_ap_table', 'clip_positions']
 
 # %% ../nbs/02b_charades.ipynb #0908e7e1
 N_CLASSES = 157
@@ -72,3 +73,52 @@ def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     ap = average_precision(scores, labels)
     if np.isnan(ap).all(): raise ValueError('no class has a positive example')
     return float(np.nanmean(ap))
+
+# %% ../nbs/02b_charades.ipynb #d8ed71c8
+ANNOTATIONS = ('Charades_v1_train.csv', 'Charades_v1_test.csv', 'Charades_v1_classes.txt')
+NO_ACTION = '(no action)'
+_VIDEO_EXTS = ('.mp4', '.avi', '.mkv', '.webm', '.mov')
+
+def charades_split_table(ann_dir: str | Path, videos_dir: str | Path | None = None) -> pd.DataFrame:
+    """One index row per annotated video: `video, path, class, label` (its smallest label; `(no action)`, -1 without one),
+    `labels` (space-separated labels) and `split1` (`train` / `test`)."""
+    ann_dir = Path(ann_dir)
+    for f in ANNOTATIONS:
+        if not (ann_dir / f).is_file(): raise FileNotFoundError(f'{ann_dir}: no {f} (Charades annotations: {", ".join(ANNOTATIONS)})')
+    names = read_charades_classes(ann_dir / ANNOTATIONS[2]).name.tolist()
+    vd = Path(videos_dir) if videos_dir else None
+    on_disk = {f.stem: f.name for f in vd.iterdir() if f.suffix.lower() in _VIDEO_EXTS} if vd and vd.is_dir() else {}
+    rows = []
+    for role, f in (('train', ANNOTATIONS[0]), ('test', ANNOTATIONS[1])):
+        df = read_charades(ann_dir / f)
+        for v, labels in zip(df.id, df.labels):
+            if labels and labels[-1] >= len(names): raise ValueError(f'{ann_dir / f}: video {v} has class c{labels[-1]:03d}, not in {ANNOTATIONS[2]}')
+            rows.append({'video': v, 'path': on_disk.get(v, f'{v}.mp4'), 'class': names[labels[0]] if labels else NO_ACTION,
+                         'label': labels[0] if labels else -1, 'labels': ' '.join(map(str, labels)), 'split1': role})
+    out = pd.DataFrame(rows)
+    if out.video.duplicated().any(): raise ValueError(f'{ann_dir}: video {out.video[out.video.duplicated()].iloc[0]} is listed twice')
+    return out.sort_values('video', ignore_index=True)
+
+# %% ../nbs/02b_charades.ipynb #cd03a13c
+def sigmoid(x) -> np.ndarray:
+    "The logistic function, without overflow for large |x|."
+    return 0.5 * (1 + np.tanh(0.5 * np.asarray(x, np.float64)))
+
+def multilabel_metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
+    "`map` (mAP), `hit1` (top-scored class among the video's, over videos with a label) and `n_videos` of `scores` (N,K) vs multi-hot `labels` (N,K)."
+    s, y = np.asarray(scores, np.float64), np.asarray(labels) > 0
+    has = y.any(1); hit = y[np.arange(len(s)), s.argmax(-1)]
+    return {'map': mean_average_precision(s, y), 'hit1': float(hit[has].mean()) if has.any() else float('nan'), 'n_videos': int(len(s))}
+
+def class_ap_table(scores: np.ndarray, labels: np.ndarray, classes) -> pd.DataFrame:
+    "Per class: `n_videos` with it (positives) and `ap` (NaN without positives): the `per_class.csv` of a multi-label run."
+    y = np.asarray(labels) > 0
+    return pd.DataFrame({'class': list(classes), 'n_videos': y.sum(0), 'ap': average_precision(scores, y)})
+
+# %% ../nbs/02b_charades.ipynb #781864e1
+CLIP_FRAMES, TEST_CLIPS = 256, 10      # 002, Sec. 5.6: 10 clips of 256 frames per test video, clip scores max-pooled
+
+def clip_positions(num_frames: int, video_frames: float, clip_frames: int = CLIP_FRAMES) -> int:
+    "Cached positions (of `num_frames` over a video of `video_frames` frames) that one clip of `clip_frames` frames spans."
+    if video_frames <= 0 or num_frames < 1: raise ValueError(f'video_frames must be > 0 and num_frames >= 1, got {video_frames}, {num_frames}')
+    return int(min(num_frames, max(1, round(clip_frames * num_frames / video_frames))))

@@ -14,11 +14,13 @@ from .core import Registry, atomic_dir, atomic_path, load_params, progress, ref_
 from .paths import data_dir, index_path, raw_dir     # data_dir stays importable from here
 from .download import extract, fetch
 from .synth import SynthConfig, generate_synth
+from .charades import ANNOTATIONS, charades_split_table, multi_hot, read_charades_classes
 
 # %% auto #0
-__all__ = ['HMDB_ROLE', 'VIDEO_EXTS', 'UCF101_SOURCES', 'HMDB51_SOURCES', 'DATASETS', 'read_class_ind', 'read_ucf_list',
-           'ucf_split_table', 'hmdb_split_table', 'probe_video', 'fetch_archives', 'move_videos', 'move_files',
-           'Dataset', 'rawframes_dir', 'build_index', 'prepare']
+__all__ = ['HMDB_ROLE', 'VIDEO_EXTS', 'UCF101_SOURCES', 'HMDB51_SOURCES', 'CHARADES_SOURCES', 'SOURCES', 'DATASETS',
+           'read_class_ind', 'read_ucf_list', 'ucf_split_table', 'hmdb_split_table', 'probe_video', 'fetch_archives',
+           'move_videos', 'move_files', 'Dataset', 'is_multilabel', 'parse_labels', 'label_space', 'targets',
+           'rawframes_dir', 'build_index', 'prepare']
 
 # %% ../nbs/02_data.ipynb #868e4b23
 def read_class_ind(path: str | Path) -> dict[str, int]:
@@ -97,6 +99,9 @@ UCF101_SOURCES = {'videos': 'https://www.crcv.ucf.edu/datasets/human-actions/ucf
                   'splits': 'https://www.crcv.ucf.edu/wp-content/uploads/2019/03/UCF101TrainTestSplits-RecognitionTask.zip'}
 HMDB51_SOURCES = {'videos': 'http://serre-lab.clps.brown.edu/wp-content/uploads/2013/10/hmdb51_org.rar',
                   'splits': 'http://serre-lab.clps.brown.edu/wp-content/uploads/2013/10/test_train_splits.rar'}
+CHARADES_SOURCES = {'videos': 'https://ai2-public-datasets.s3-us-west-2.amazonaws.com/charades/Charades_v1_480.zip',
+                    'annotations': 'https://ai2-public-datasets.s3-us-west-2.amazonaws.com/charades/Charades.zip'}
+SOURCES = {'ucf101': UCF101_SOURCES, 'hmdb51': HMDB51_SOURCES, 'charades': CHARADES_SOURCES}   # default archives per dataset
 
 def fetch_archives(name: str, p: dict, raw: Path, defaults: dict) -> dict:
     "Key -> verified local archive for each source of `datasets.<name>.urls` (a null source is skipped)."
@@ -124,7 +129,7 @@ def move_files(src: Path, dst: Path, pattern: str) -> int:
 
 def _unpack(name, p, raw, layout):
     "Fetch the archives, then build `raw` atomically with `layout(archives, tmp_raw, work_dir, tool)`."
-    archives = fetch_archives(name, p, raw, UCF101_SOURCES if name == 'ucf101' else HMDB51_SOURCES)
+    archives = fetch_archives(name, p, raw, SOURCES[name])
     with atomic_dir(raw) as tmp:
         work = Path(tempfile.mkdtemp(prefix='.extract.', dir=tmp))
         try: layout(archives, tmp, work, p.get('extractor'))
@@ -149,6 +154,19 @@ def _hmdb51_layout(a, raw, work, tool):
     if not move_files(work / 'splits', raw / 'testTrainMulti_7030_splits', '*_test_split[123].txt'):
         raise ValueError(f'{a["splits"]} holds no <class>_test_split<k>.txt files')
 
+def _charades_layout(a, raw, work, tool):
+    if 'videos' in a:                                     # Charades_v1_480/<id>.mp4: every video straight into raw/videos
+        extract(a['videos'], work / 'videos', tool); (raw / 'videos').mkdir(parents=True, exist_ok=True)
+        files = [f for f in sorted((work / 'videos').rglob('*')) if f.suffix.lower() in VIDEO_EXTS and f.is_file()]
+        for f in files:
+            if (raw / 'videos' / f.name).exists(): raise FileExistsError(f'two videos named {f.name} in {a["videos"]}')
+            f.rename(raw / 'videos' / f.name)
+        if not files: raise ValueError(f'no videos found in {a["videos"]}')
+    extract(a['annotations'], work / 'annotations', tool)
+    for f in ANNOTATIONS:
+        if not move_files(work / 'annotations', raw / 'Charades', f): raise ValueError(f'{a["annotations"]} holds no {f}')
+
+
 # %% ../nbs/02_data.ipynb #ff71b4ea
 @dataclass
 class Dataset:
@@ -157,6 +175,8 @@ class Dataset:
     fetch: Callable[[dict, Path], None]          # (dataset params, raw dir) -> writes raw dir
     split_table: Callable[[Path], pd.DataFrame]  # raw dir -> index rows
     videos_dir: str = 'videos'                   # videos live in raw/<videos_dir>/<path>
+    splits: tuple = (1, 2, 3)                    # its official splits (index columns split<k>; `replicates.splits` is checked against them)
+    classes: Callable[[Path], list] | None = None   # multi-label datasets: raw dir -> every class name in label order
 
 DATASETS = Registry('dataset', 'params.yaml: dataset')
 
@@ -167,6 +187,34 @@ DATASETS['ucf101'] = Dataset('ucf101', lambda p, raw: _unpack('ucf101', p, raw, 
                              lambda raw: ucf_split_table(raw / 'ucfTrainTestlist'))
 DATASETS['hmdb51'] = Dataset('hmdb51', lambda p, raw: _unpack('hmdb51', p, raw, _hmdb51_layout),
                              lambda raw: hmdb_split_table(raw / 'testTrainMulti_7030_splits'))
+DATASETS['charades'] = Dataset('charades', lambda p, raw: _unpack('charades', p, raw, _charades_layout),
+                               lambda raw: charades_split_table(raw / 'Charades', raw / 'videos'), splits=(1,),
+                               classes=lambda raw: read_charades_classes(raw / 'Charades' / ANNOTATIONS[2]).name.tolist())
+
+
+# %% ../nbs/02_data.ipynb #6e779f8c
+def is_multilabel(idx: pd.DataFrame) -> bool:
+    "Whether index rows `idx` carry several labels per video (a `labels` column)."
+    return 'labels' in idx.columns
+
+def parse_labels(v) -> list[int]:
+    "An index's `labels` cell -> label list: `'26 59'` -> [26, 59]; a lone label read as a number -> [it]; empty / NaN -> []."
+    if v is None or (isinstance(v, float) and v != v): return []
+    return [int(float(t)) for t in str(v).split()]
+
+def label_space(idx: pd.DataFrame, name: str, root=None) -> tuple[int, list[str]]:
+    "(number of classes, class names in label order) of the index rows `idx` of dataset `name`."
+    if not is_multilabel(idx): return int(idx.label.max()) + 1, idx.drop_duplicates('label').sort_values('label')['class'].tolist()
+    ds = DATASETS.get(name)
+    if ds.classes is not None: names = list(ds.classes(raw_dir(name, root))); return len(names), names
+    n = max((max(l) for l in map(parse_labels, idx['labels']) if l), default=-1) + 1
+    return n, [str(k) for k in range(n)]
+
+def targets(rows: pd.DataFrame, n_classes: int):
+    "Training targets of index `rows`: class indices (N,) int64, or multi-hot (N, n_classes) float32 for a multi-label index."
+    import torch
+    if not is_multilabel(rows): return torch.tensor(rows.label.values)
+    return torch.from_numpy(multi_hot([parse_labels(v) for v in rows['labels']], n_classes).astype(np.float32))
 
 # %% ../nbs/02_data.ipynb #620c0982
 def rawframes_dir(rawframes: str | Path, path: str) -> Path:

@@ -10,6 +10,7 @@ import numpy as np, pandas as pd    # torch and the training stack: imported by 
                                      # table notebooks, which only read scores, start without them
 from .core import atomic_path, atomic_write_json, load_params, device, repo_root, unit_params
 from .paths import data_dir, features_dir, metrics_path, result_dir, results_dir, scores_path
+from .charades import class_ap_table, multilabel_metrics, sigmoid
 
 
 # %% auto #0
@@ -83,6 +84,7 @@ def predict(net, source) -> dict:
     over the views covering each position (zero where none does)."""
     import torch
     from memrec.featdata import to_device
+    from memrec.models.base import pool_views
     dev = device(); net.to(dev).eval(); keys, outs = ('logits', *_extras(net)), []
     with torch.no_grad():
         for views in source.test_batches():
@@ -93,7 +95,7 @@ def predict(net, source) -> dict:
                 runs.append(({k: o[k].float().cpu() for k in keys if k in o}, pos))
             T = getattr(source, 'T', None) or max(int(p.max()) + 1 for _, p in runs)
             lg = [r['logits'] for r, _ in runs]
-            o = {'logits': lg[0] if len(lg) == 1 else torch.stack(lg).softmax(-1).mean(0).clamp_min(1e-12).log()}
+            o = {'logits': lg[0] if len(lg) == 1 else pool_views(torch.stack(lg), source.y.dim() == 2)}   # multi-label: max over clips (002, Sec. 5.6)
             for k, v0 in runs[0][0].items():
                 if k == 'logits' or v0.ndim < 2 or v0.shape[1] != len(runs[0][1]): continue       # not a per-step output
                 acc, cnt = torch.zeros(len(v0), T, *v0.shape[2:]), torch.zeros(T)
@@ -112,6 +114,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def write_class_report(out: Path, prob: np.ndarray, labels: np.ndarray, classes, title: str, plot: bool = True):
     "`per_class.csv` and (with `plot`) `confusion.png` in `out`."
+    if np.ndim(labels) == 2:                     # multi-label: AP per class, no confusion matrix
+        with atomic_path(out / 'per_class.csv') as tmp: class_ap_table(prob, labels, classes).to_csv(tmp, index=False)
+        return
     with atomic_path(out / 'per_class.csv') as tmp: per_class_accuracy(prob, labels, classes).to_csv(tmp, index=False)
     if plot: plot_confusion(confusion_matrix(labels, prob.argmax(-1), len(classes)), classes, out / 'confusion.png', title)
 
@@ -122,9 +127,10 @@ def evaluate(model: str, stream: str, params: dict | None = None, root=None, plo
     net, ck = load_trained(out / 'model.pt', device()); mode = ck.get('mode', 'features')
     src = MODES[mode]['sources'](params, ck, stream, root); te = src['test']
     o = predict(net, te)
-    prob = _softmax(o['logits']); y = te.y.numpy()
-    m = accuracy_metrics(prob, y) | {'n_missing': te.missing}
-    if 'step_logits' in o: m[step_metric(net)] = float((o['step_logits'].argmax(-1) == y[:, None]).mean())
+    y = te.y.numpy(); multi = y.ndim == 2          # multi-hot labels (Charades): sigmoid scores and mAP
+    prob = sigmoid(o['logits']).astype(np.float32) if multi else _softmax(o['logits'])
+    m = (multilabel_metrics(prob, y) if multi else accuracy_metrics(prob, y)) | {'n_missing': te.missing}
+    if 'step_logits' in o and not multi: m[step_metric(net)] = float((o['step_logits'].argmax(-1) == y[:, None]).mean())
     L = (ck.get('data') or {}).get('flow_length') or params['features'].get('flow_length', 1)
     pos = {'frames': te.frames, 'flow_length': L} if getattr(te, 'frames', None) is not None else {}
     if 's' in o:
@@ -132,9 +138,10 @@ def evaluate(model: str, stream: str, params: dict | None = None, root=None, plo
         m |= write_metrics(o['s'] > 0.5, rel) if rel is not None else {'write_rate': float((o['s'] > 0.5).mean())}
     extra = {}
     if 'val' in src:
-        va = src['val']; vp = _softmax(predict(net, va)['logits'])
+        va = src['val']; vl = predict(net, va)['logits']; vp = sigmoid(vl).astype(np.float32) if multi else _softmax(vl)
         extra = {'val_videos': np.array(va.videos), 'val_labels': va.y.numpy(), 'val_prob': vp}
-        m['val_top1'] = float((vp.argmax(-1) == extra['val_labels']).mean())
+        if multi: m['val_map'] = multilabel_metrics(vp, extra['val_labels'])['map']
+        else: m['val_top1'] = float((vp.argmax(-1) == extra['val_labels']).mean())
     with atomic_path(out / 'scores.npz') as tmp:
         with open(tmp, 'wb') as f: np.savez(f, videos=np.array(te.videos), labels=y, prob=prob, classes=np.array(ck['classes']), **o, **pos, **extra)
     write_class_report(out, prob, y, ck['classes'], f'{model} / {stream} ({params["dataset"]}, split {params["split"]}, seed {params["seed"]}, {mode})', plot)
@@ -185,6 +192,7 @@ def fuse(model: str, params: dict | None = None, root=None, plot: bool = True) -
     "Stage `fuse`: two-stream scores and metrics of `model` (results in `<model>/twostream/`) by `params.yaml: fusion.rule`."
     params = unit_params(params or load_params()); rd = lambda s: result_dir(params['dataset'], params['split'], model, s, root, seed=params['seed'])
     a, b = (dict(np.load(rd(s) / 'scores.npz')) for s in ('spatial', 'temporal'))
+    multi = np.ndim(a['labels']) == 2; metrics, key = (multilabel_metrics, 'map') if multi else (accuracy_metrics, 'top1')
     cfg = params.get('fusion') or {}; rule = cfg.get('rule', 'average')
     if rule not in FUSION_RULES: raise ValueError(f'Unknown fusion rule {rule!r} (params.yaml: fusion.rule); valid: {", ".join(FUSION_RULES)}')
     has_val = 'val_prob' in a and 'val_prob' in b
@@ -198,17 +206,17 @@ def fuse(model: str, params: dict | None = None, root=None, plot: bool = True) -
             if not has_val: continue
             w_val, val_acc = choose_weight(a, b); tops['val_top1_weighted'] = val_acc
         w = w_val if r == 'weighted' else cfg.get('spatial_weight', 0.5)
-        fr = fuse_scores(a, b, w, r); tops[f'top1_{r}'] = accuracy_metrics(fr['prob'], fr['labels'])['top1']
+        fr = fuse_scores(a, b, w, r); tops[f'{key}_{r}'] = metrics(fr['prob'], fr['labels'])[key]
     w = w_val if rule == 'weighted' else cfg.get('spatial_weight', 0.5)
     f = fuse_scores(a, b, w, rule)
     out = rd('twostream'); out.mkdir(parents=True, exist_ok=True)
-    m = accuracy_metrics(f['prob'], f['labels']) | {'rule': rule} | ({'spatial_weight': float(w)} if rule != 'product' else {}) | tops
+    m = metrics(f['prob'], f['labels']) | {'rule': rule} | ({'spatial_weight': float(w)} if rule != 'product' else {}) | tops
     classes = a['classes'] if 'classes' in a else np.arange(f['prob'].shape[1]).astype(str)
     with atomic_path(out / 'scores.npz') as tmp:
         with open(tmp, 'wb') as fh: np.savez(fh, **f, classes=classes)
     write_class_report(out, f['prob'], f['labels'], list(classes), f'{model} / two-stream, {rule} ({params["dataset"]}, split {params["split"]}, seed {params["seed"]})', plot)
     atomic_write_json(out / 'metrics.json', m)
-    print(f'fuse {model} ({rule}' + (f', spatial weight {w:.2f}' if rule != 'product' else '') + f'): top1={m["top1"]:.3f} mean_class_acc={m["mean_class_acc"]:.3f}')
+    print(f'fuse {model} ({rule}' + (f', spatial weight {w:.2f}' if rule != 'product' else '') + '): ' + ' '.join(f'{k}={m[k]:.3f}' for k in (('map', 'hit1') if multi else ('top1', 'mean_class_acc'))))
     return m
 
 # %% ../nbs/09_evaluate.ipynb #f525a4eb

@@ -105,6 +105,7 @@ class Rows:
 
 # %% ../nbs/08a_featdata.ipynb #b5240f95
 from .schema import ParamsError
+from .data import label_space, targets
 
 KIND = {'vec': 'vec', 'map': 'map', 'map2': 'map', 'vec2': 'vec'}
 VECTORS = ('head', 'map_mean')   # features.vector: the backbone's pooled head vector, or its last-stage map averaged over space
@@ -135,7 +136,8 @@ def load_split(params: dict, stream: str, inputs: str, root=None, val_videos=Non
     if 'test' not in parts: idx = idx[idx[f'split{split}'] != 'test']   # training and tuning: test videos do not exist
     stores = [feature_store(name, s, kind, root) for s in (STREAMS if inputs.endswith('2') else (stream,))]
     where = [{v: i for i, v in enumerate(st.videos)} for st in stores]
-    out = {'n_classes': int(idx.label.max()) + 1, 'classes': idx.drop_duplicates('label').sort_values('label')['class'].tolist()}
+    n_classes, classes = label_space(idx, name, root)        # multi-label (Charades): every class of its class list
+    out = {'n_classes': n_classes, 'classes': classes}
     role, val = idx[f'split{split}'], idx.video.isin(set(val_videos or ()))
     rows_of = {p: idx[(role == 'train') & ~val] if p == 'train' else idx[role == 'test'] for p in ('train', 'test') if p in parts}
     if val_videos is not None: rows_of['val'] = idx[(role == 'train') & val]
@@ -143,7 +145,7 @@ def load_split(params: dict, stream: str, inputs: str, root=None, val_videos=Non
         have = np.array([all(v in w for w in where) for v in rows.video], bool)   # videos with features in every stream
         kept = rows[have]
         out[part] = {'x': tuple(view(st, [w[v] for v in kept.video]) for st, w in zip(stores, where)),
-                     'y': torch.tensor(kept.label.values), 'videos': kept.video.tolist(), 'missing': int((~have).sum())}
+                     'y': targets(kept, out['n_classes']), 'videos': kept.video.tolist(), 'missing': int((~have).sum())}
     return out
 
 # %% ../nbs/08a_featdata.ipynb #a375404d

@@ -313,6 +313,7 @@ def _finetune_setup(c: dict):
     ft, aug = finetune_config(params, stream, recipe)
     d, idx, rows = _videos(params, 'train', stream, c['root'])
     if c['val']: rows = rows[~rows.video.isin(set(c['val']))]
+    if 'labels' in idx.columns: raise ValueError(f"params.yaml: train.mode: finetune trains on one label per video, but {params['dataset']} is multi-label; valid for it: features")
     n_classes = int(idx.label.max()) + 1; classes = idx.drop_duplicates('label').sort_values('label')['class'].tolist()
     dev = default_device(); cuda = dev.type == 'cuda'
     set_seed(params['seed'])

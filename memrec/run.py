@@ -70,7 +70,7 @@ def run_unit(job: dict) -> dict:
     train(job['model'], job['stream'], p, job['root']); m = evaluate(job['model'], job['stream'], p, job['root'], plot=job.get('plot', True))
     out = result_dir(p['dataset'], p['split'], job['model'], job['stream'], job['root'], seed=p['seed'])
     s = time.time() - t0; atomic_write_json(out / 'unit.json', {'key': job['key'], 'seconds': round(s, 2)})
-    return {**{k: job[k] for k in ('split', 'seed', 'stream')}, 'top1': m['top1'], 'seconds': s}
+    return {**{k: job[k] for k in ('split', 'seed', 'stream')}, 'top1': m.get('top1', m.get('map')), 'seconds': s}
 
 # %% ../nbs/08d_run.ipynb #e34d0d54
 def init_deps(params: dict, model: str) -> dict:
@@ -119,8 +119,8 @@ def write_summary(params: dict, model: str, root=None) -> dict:
     "`summary/<model>.json`: per stream, mean / sd / n over the replicates of top-1 and mean class accuracy (`dvc metrics show`)."
     from memrec.evaluate import replicate_metrics, summarise
     runs = replicate_metrics(params['dataset'], model_dir(params['dataset'], model, root).parent.parent, models=[model])
-    s = summarise(runs).set_index('stream')
-    keep = ('top1', 'top1_sd', 'mean_class_acc', 'mean_class_acc_sd', 'n')
+    s = summarise(runs, ('top1', 'mean_class_acc', 'map', 'hit1')).set_index('stream')     # map, hit1: multi-label runs
+    keep = ('top1', 'top1_sd', 'mean_class_acc', 'mean_class_acc_sd', 'map', 'map_sd', 'hit1', 'hit1_sd', 'n')
     out = {st: {k: (None if row[k] != row[k] else row[k]) for k in keep if k in row} for st, row in s.to_dict('index').items()}
     atomic_write_json(summary_path(params['dataset'], model, root), out)
     return out
@@ -172,8 +172,9 @@ def run_model(model: str, params: dict | None = None, root=None, workers: int | 
                 finally: sys.stdout = _out
             atomic_write_json(tw / 'unit.json', {'key': key})
     summary = write_summary(params, model, root); write_manifest(params, model, root)
-    line = ', '.join(f'{st} {v["top1"] * 100:.1f} ± {(v.get("top1_sd") or 0) * 100:.1f}' for st, v in summary.items())
-    print(f'model {model}: top-1 over {len(reps)} replicates (mean ± sd): {line} ({time.time() - t0:.0f} s)', flush=True)
+    k = 'top1' if all('top1' in v for v in summary.values()) else 'map'
+    line = ', '.join(f'{st} {v[k] * 100:.1f} ± {(v.get(f"{k}_sd") or 0) * 100:.1f}' for st, v in summary.items())
+    print(f'model {model}: {"top-1" if k == "top1" else "mAP"} over {len(reps)} replicates (mean ± sd): {line} ({time.time() - t0:.0f} s)', flush=True)
     return summary
 
 # %% ../nbs/08d_run.ipynb #e683dae9

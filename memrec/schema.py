@@ -149,6 +149,16 @@ def _scale(v):
     if v in SCALES or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0): return v
     raise problem(f'must be {", ".join(SCALES)} or a number > 0, got {_short(v)}')
 
+def _init(v):
+    "train.init (memrec.train.init_spec): a stream name or a mapping with keys dataset, model, stream; or a per-stream dict of those."
+    from memrec.train import init_spec
+    per = isinstance(v, dict) and bool(v) and set(v) <= set(streams())
+    if per and (err := stream_keys_problem(v)): raise err
+    for st, x in (v.items() if per else [(streams()[-1], v)]):
+        try: init_spec(x, '<model>', st, '<dataset>')
+        except ValueError as e: raise problem(str(e).removeprefix('train.init: ')) from None
+    return v
+
 class TrainSection(Closed):
     "`train:` (and `models.<m>.train`, `recipes.<name>`): the training recipe."
     mode: choice('train mode', TRAIN_MODES) = None
@@ -177,6 +187,8 @@ class TrainSection(Closed):
     snippet: Optional[per_stream(Count)] = None
     test_snippets: Optional[per_stream(Count)] = None
     segments: Optional[per_stream(Count)] = None
+    snippet_split: Optional[per_stream(bool)] = None   # 003's samples: the positions cut into successive snippets (featdata.split_starts)
+    init: Optional[Annotated[Any, AfterValidator(_init)]] = None   # start from another trained model (002 Sec. 5.3, 001 Sec. 5.2)
     accum: per_stream(Count) = None
     amp: bool = None
     find_unused_parameters: bool = None

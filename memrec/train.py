@@ -13,7 +13,7 @@ from .paths import features_dir, index_path, result_dir
 from .backbones import STREAMS, cross_modality_conv
 from .recipes import model_arch, model_config, schedule, make_optimizer
 from .featdata import FeatureSource, holdout, load_split, to_device
-from .models.base import build_model, import_all_models
+from .models.base import build_model, import_all_models, top1_hits
 
 # %% auto #0
 __all__ = ['INIT_KEYS', 'MODES', 'dist_info', 'init_distributed', 'load_checkpoint', 'clean_stale', 'batch_plan', 'train_step',
@@ -85,7 +85,7 @@ def train_step(net, model, opt, batch, weight: float = 1., accum: int = 1, amp: 
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 out = net(xc, mc); loss = model.loss(out, yc)
             (loss * (weight * len(c) / n)).backward()
-        tot += loss.item() * len(c); correct += (out['logits'].argmax(-1) == yc).sum().item()
+        tot += loss.item() * len(c); correct += top1_hits(out['logits'], yc)
     if clip_grad: torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], clip_grad)
     opt.step()
     return tot, correct, n

@@ -8,7 +8,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import Registry
 
 # %% auto #0
-__all__ = ['MODELS', 'TemporalModel', 'import_all_models', 'build_model', 'masked_mean', 'zero_padded', 'scan', 'lstm_gates']
+__all__ = ['MODELS', 'TemporalModel', 'import_all_models', 'build_model', 'masked_mean', 'zero_padded', 'classification_loss',
+           'top1_hits', 'pool_views', 'scan', 'lstm_gates']
 
 # %% ../../nbs/07_models.ipynb #7d0da3b3
 MODELS = Registry('model', 'params.yaml: models / train matrix')
@@ -21,7 +22,7 @@ class TemporalModel(nn.Module):
                                  # 1..t, a recurrent state) or 'video' (every frame, through attention)
     def __init__(self, in_dim, n_classes: int):
         super().__init__(); self.in_dim, self.n_classes = in_dim, n_classes
-    def loss(self, out: dict, y: torch.Tensor) -> torch.Tensor: return F.cross_entropy(out['logits'], y)
+    def loss(self, out: dict, y: torch.Tensor) -> torch.Tensor: return classification_loss(out['logits'], y)
 
 def import_all_models():
     "Import every module of `memrec.models` so that each registers its models (no list to keep in sync)."
@@ -44,6 +45,25 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def zero_padded(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     "`x` (B,T,...) with its padded steps (where `mask` (B,T) is False) set to 0: how every per-step output leaves a model."
     return x.masked_fill(~mask.reshape(*mask.shape, *([1] * (x.dim() - 2))), 0)
+
+# %% ../../nbs/07_models.ipynb #0940de8d
+def _multi_hot(logits: torch.Tensor, y: torch.Tensor) -> bool: return y.dim() == logits.dim() and y.dim() >= 2
+
+def classification_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    "Cross-entropy of `logits` (B,K) against class indices `y` (B,), or BCE with logits against multi-hot `y` (B,K)."
+    if _multi_hot(logits, y): return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+    return F.cross_entropy(logits, y)
+
+def top1_hits(logits: torch.Tensor, y: torch.Tensor) -> int:
+    "How many videos' top-scored class is their class (`y` (B,)), or one of their classes (multi-hot `y` (B,K))."
+    top = logits.argmax(-1)
+    if _multi_hot(logits, y): return int((y.gather(-1, top[:, None]) > 0).sum().item())
+    return (top == y).sum().item()
+
+def pool_views(logits: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+    "One score per video and class from `logits` (V views, B, K): log of the mean softmax, or (multi-label) the max logit over views."
+    if multilabel: return logits.amax(0)
+    return logits.softmax(-1).mean(0).clamp_min(1e-12).log()
 
 # %% ../../nbs/07_models.ipynb #4dda99c5
 def _where(m, new, old):
