@@ -69,18 +69,30 @@ class Backbone:
 BACKBONES = Registry('backbone', 'params.yaml: features.backbone')
 
 class _Lite0Features(nn.Module):
-    def __init__(self, m): super().__init__(); self.m = m
+    "EfficientNet-Lite0: vec = the pooled 1280-d head; map = the last stage's output, or with `map_stage=k` the output of block group `k`."
+    def __init__(self, m, map_stage: int | None = None): super().__init__(); self.m, self.map_stage = m, map_stage
     def forward(self, x):
-        m = self.m; f = m.blocks(m.bn1(m.conv_stem(x)))           # last stage's map, 320 channels
+        m = self.m; f = m.bn1(m.conv_stem(x))
+        if self.map_stage is None: f = g = m.blocks(f)                         # last stage's map, 320 channels
+        else: g = m.blocks[:self.map_stage + 1](f); f = m.blocks[self.map_stage + 1:](g)   # the same layers, in two pieces
         v = m.global_pool(m.bn2(m.conv_head(f)))                  # pooled 1280-d vector
-        return v, f
+        return v, g
 
-@BACKBONES.register('efficientnet_lite0')
-def _lite0(in_chans: int = 3, weights: str | None = None):
+def _lite0_net(in_chans, weights):
     m = efficientnet_lite0(pretrained=weights is None)
     if weights: m.load_state_dict(torch.load(weights, map_location='cpu'))
     if in_chans != 3: m.conv_stem = cross_modality_conv(m.conv_stem, in_chans)
-    return Backbone(_Lite0Features(m).eval(), IMAGENET_MEAN, IMAGENET_STD, 1280, 320)
+    return m
+
+@BACKBONES.register('efficientnet_lite0')
+def _lite0(in_chans: int = 3, weights: str | None = None):
+    return Backbone(_Lite0Features(_lite0_net(in_chans, weights)).eval(), IMAGENET_MEAN, IMAGENET_STD, 1280, 320)
+
+@BACKBONES.register('efficientnet_lite0_s16')
+def _lite0_s16(in_chans: int = 3, weights: str | None = None):
+    "`efficientnet_lite0` with the map of its stride-16 stage (block group 4, 112 channels): 7 × 7 at 112 px."
+    return Backbone(_Lite0Features(_lite0_net(in_chans, weights), map_stage=4).eval(), IMAGENET_MEAN, IMAGENET_STD, 1280, 112)
+
 
 # %% ../nbs/06_backbones.ipynb #3141ebe8
 def torchvision_net(arch: str, weights: str | None = None, pretrained: bool = True) -> nn.Module:

@@ -16,7 +16,7 @@ from .tables import MissingResults
 # %% auto #0
 __all__ = ['EIGHT', 'IOUS', 'CropGeometry', 'interp_matrix', 'saliency', 'candidate_boxes', 'box_iou', 'link_boxes', 'lowess',
            'smooth_boxes', 'localise', 'average_precision', 'localisation_metrics', 'load_annotations', 'ground_truth',
-           'load_localisation', 'localise_results']
+           'load_localisation', 'localise_videos', 'localise_results']
 
 # %% ../nbs/07f_localise.ipynb #0c0fa9d4
 @dataclass(frozen=True)
@@ -238,7 +238,6 @@ def load_localisation(dataset: str, split: int, model: str, stream: str = 'spati
         raise ValueError(f'{model} saved no attention maps (no `attn` in {f}); localisation needs a model '
                          f'with attention: alstm, convalstm or videolstm.')
     videos, attn = z['videos'].astype(str), z['attn'].astype(np.float32)
-    ann, cfg = load_annotations(dataset, root, data)
     fd = features_dir(dataset, stream, root, data or 'data')
     meta = json.loads((fd / '_meta.json').read_text()) if (fd / '_meta.json').exists() else {}
     if 'frames' in z.files:            # the evaluation's own record of the sampled positions (either training mode)
@@ -247,11 +246,19 @@ def load_localisation(dataset: str, split: int, model: str, stream: str = 'spati
         missing = [v for v in videos if not (fd / f'{v}.npz').exists()]
         if missing: raise FileNotFoundError(f'No sampled frame indices for {len(missing)} videos (e.g. {fd / missing[0]}.npz): run the features stage.')
         frames, L = np.stack([np.load(fd / f'{v}.npz')['frames'] for v in videos]).astype(int), int(meta.get('flow_length') or 1)
+    return localise_videos(dataset, videos, attn, frames, z['labels'], z['prob'], root, data, int(meta.get('image_size') or 112),
+                           sigma, theta, window, short_side, chunk)
+
+def localise_videos(dataset: str, videos, attn, frames, labels, prob, root=None, data=None, size: int = 112, sigma: float = 8.0,
+                    theta: float = 100 / 255, window: int = 7, short_side: int | None = None, chunk: int = 64) -> dict:
+    """`load_localisation`'s output for any videos of a dataset (test or validation) from their attention maps
+    (V, T, N, M; any N, M), sampled frames (V, T), labels and class probabilities; `size` is the crop the network saw."""
+    videos, attn, frames = np.asarray(videos).astype(str), np.asarray(attn, np.float32), np.asarray(frames).astype(int)
     if frames.shape != attn.shape[:2]: raise ValueError(f'attention {attn.shape[:2]} and sampled frames {frames.shape} disagree')
-    size = int(meta.get('image_size') or 112)
+    ann, cfg = load_annotations(dataset, root, data)
     geom = CropGeometry(int(cfg['width']), int(cfg['height']), short_side or _short_side(dataset, videos, root, data or 'data', size), size)
     linked, smooth = localise(attn, frames, size, sigma, theta, window, chunk)
-    return dict(videos=videos, labels=z['labels'], prob=z['prob'], attn=attn, frames=frames, geometry=geom,
+    return dict(videos=videos, labels=np.asarray(labels), prob=np.asarray(prob), attn=attn, frames=frames, geometry=geom,
                 linked=geom.to_original(linked), smoothed=geom.to_original(smooth), gt=ground_truth(ann, videos, frames, geom),
                 params=dict(sigma=sigma, theta=theta, window=window))
 
