@@ -11,7 +11,7 @@ import numpy as np, yaml
 # %% auto #0
 __all__ = ['repo_root', 'ref_data', 'load_params', 'replicates', 'unit_params', 'lookup', 'Registry', 'atomic_path',
            'atomic_write_text', 'atomic_write_json', 'atomic_dir', 'atomic_torch_save', 'config_hash', 'prepare_outdir',
-           'set_seed', 'progress', 'device', 'useful']
+           'file_hashes', 'write_files_manifest', 'set_seed', 'progress', 'device', 'useful']
 
 # %% ../nbs/00_core.ipynb #a35ae7a1
 def repo_root(start: str | Path | None = None) -> Path:
@@ -135,6 +135,18 @@ def prepare_outdir(path: str | Path, config) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     if not stamp.exists(): atomic_write_json(stamp, want)
     return path
+
+# %% ../nbs/00_core.ipynb #2c055542
+def file_hashes(folder: str | Path, skip=None, digest='md5') -> dict:
+    """Path relative to `folder` (posix) -> digest of each file under `folder`, in sorted order, but those `skip(path)` is true of;
+    `digest`: a `hashlib` algorithm (hex digest of the content) or a function of the file's path (e.g. its size)."""
+    of = (lambda f: hashlib.new(digest, f.read_bytes()).hexdigest()) if isinstance(digest, str) else digest
+    return {f.relative_to(folder).as_posix(): of(f) for f in sorted(Path(folder).rglob('*')) if f.is_file() and not (skip and skip(f))}
+
+def write_files_manifest(folder: str | Path, out: str | Path, skip=None) -> dict:
+    "Write `out` atomically: the MD5 of every file under `folder` (`file_hashes`), what later stages depend on instead of `folder`."
+    m = file_hashes(folder, skip); atomic_write_json(out, m)
+    return m
 
 # %% ../nbs/00_core.ipynb #28d1e6af
 def set_seed(seed: int):

@@ -8,9 +8,9 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import Registry, atomic_dir, device as default_device, load_params, prepare_outdir, ref_data
+from .core import Registry, atomic_dir, device as default_device, load_params, prepare_outdir, ref_data, write_files_manifest
 from .data import rawframes_dir
-from .paths import flow_dir, frames_dir, index_path
+from .paths import data_manifest_path, flow_dir, frames_dir, index_path
 from .download import tv_state_dict
 from .executor import _init_worker, run_pool, runtime_params
 from .frames import dataset_params, link_files
@@ -145,6 +145,7 @@ def flow(params: dict | None = None, root: str | Path | None = None) -> Path:
              for v in videos]
     bad = run_pool(_flow_job, items, out, f'flow ({p["method"]})', 1 if batched else p.get('workers', 2), runtime_params(params),
                    gpus=1 if batched else 0)
+    write_files_manifest(out, data_manifest_path(name, 'flow', root))     # what features@ depend on (core)
     print(f'flow: {len(items) - len(bad)} videos ({sum(it[-1] is not None for it in items)} linked from rawframes), '
           f'{len(bad)} skipped (see {out / "_report.csv"})')
     return out

@@ -7,10 +7,10 @@ from __future__ import annotations
 import os, shutil
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import atomic_dir, load_params, prepare_outdir, ref_data
+from .core import atomic_dir, load_params, prepare_outdir, ref_data, write_files_manifest
 from .data import DATASETS, rawframes_dir
 from .executor import run_pool, runtime_params
-from .paths import frames_dir, index_path, raw_dir
+from .paths import data_manifest_path, frames_dir, index_path, raw_dir
 
 # %% auto #0
 __all__ = ['short_side_size', 'read_video', 'resize_short', 'write_frames', 'link_files', 'dataset_params', 'frames']
@@ -93,5 +93,6 @@ def frames(params: dict | None = None, root: str | Path | None = None) -> Path:
         items = [(v, str(raw_dir(name, root) / ds.videos_dir / path), str(out / v), p['short_side']) for v, path in zip(idx.video, idx.path)]
         job, what = _frames_job, 'decoded'
     bad = run_pool(job, items, out, 'frames', p.get('workers', 2), runtime_params(params))
+    write_files_manifest(out, data_manifest_path(name, 'frames', root))   # what flow@ and features@ depend on (core)
     print(f'frames: {len(items) - len(bad)} videos {what}, {len(bad)} skipped (see {out / "_report.csv"})')
     return out

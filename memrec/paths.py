@@ -8,9 +8,10 @@ from pathlib import Path
 from .core import repo_root
 
 # %% auto #0
-__all__ = ['under_root', 'data_dir', 'raw_dir', 'index_path', 'frames_dir', 'frame_path', 'flow_dir', 'features_dir',
-           'feature_store_path', 'results_dir', 'model_dir', 'summary_path', 'manifest_path', 'replicate_dir',
-           'result_dir', 'scores_path', 'metrics_path', 'reports_dir', 'report_path', 'report_files_dir']
+__all__ = ['under_root', 'data_dir', 'raw_dir', 'index_path', 'frames_dir', 'frame_path', 'flow_dir', 'data_manifest_path',
+           'features_dir', 'feature_store_path', 'results_dir', 'model_dir', 'summary_path', 'manifest_path',
+           'replicate_dir', 'result_dir', 'scores_path', 'metrics_path', 'reports_dir', 'report_path',
+           'report_files_dir']
 
 # %% ../nbs/00b_paths.ipynb #44f39091
 def under_root(path: str | Path, root: str | Path | None = None) -> Path:
@@ -45,6 +46,10 @@ def frame_path(dataset: str, video: str, i: int, root: str | Path | None = None,
 def flow_dir(dataset: str, root: str | Path | None = None, data: str | Path = 'data') -> Path:
     "The `flow` stage's output: one folder per video of `flow_x_%05d.jpg` / `flow_y_%05d.jpg` (pair i: frames i, i+1)."
     return data_dir(dataset, root, data) / 'flow'
+
+def data_manifest_path(dataset: str, what: str, root: str | Path | None = None, data: str | Path = 'data') -> Path:
+    "`<data>/<dataset>/<what>.files.json`: the MD5 of every file of the `frames` or `flow` folder, written by its stage; later stages depend on it."
+    return data_dir(dataset, root, data) / f'{what}.files.json'
 
 def features_dir(dataset: str, stream: str, root: str | Path | None = None, data: str | Path = 'data') -> Path:
     "The `features` stage's output for one stream: `<video>.npz` (`vec`, `map`, sampled `frames`) and `_meta.json`."

@@ -7,12 +7,12 @@ from __future__ import annotations
 import hashlib, json, os, shutil, sys, time
 from pathlib import Path
 import yaml
-from .core import atomic_write_json, config_hash, load_params, lookup, progress, repo_root, replicates, unit_params, useful
+from .core import atomic_write_json, config_hash, file_hashes, load_params, lookup, progress, repo_root, replicates, unit_params, useful, write_files_manifest
 from .paths import manifest_path, model_dir, replicate_dir, result_dir, summary_path
 
 # %% auto #0
-__all__ = ['STAGE', 'STREAMS', 'stage_spec', 'file_hashes', 'stage_key', 'unit_done', 'run_unit', 'init_deps', 'unit_waves',
-           'check_init', 'train_workers', 'prune', 'write_summary', 'write_manifest', 'run_model', 'main']
+__all__ = ['STAGE', 'STREAMS', 'stage_spec', 'stage_key', 'unit_done', 'run_unit', 'init_deps', 'unit_waves', 'check_init',
+           'train_workers', 'prune', 'write_summary', 'write_manifest', 'run_model', 'main']
 
 # %% ../nbs/08d_run.ipynb #adc7d30f
 STAGE = 'model'
@@ -29,12 +29,6 @@ def stage_spec(params: dict, model: str, root=None) -> dict:
 
 # %% ../nbs/08d_run.ipynb #79ca7724
 def _code_root() -> Path: return Path(__file__).resolve().parent.parent if '__file__' in globals() else repo_root()
-
-def file_hashes(folder: Path, skip=None, digest='md5') -> dict:
-    """Path relative to `folder` (posix) -> digest of each file under `folder`, in sorted order, but those `skip(path)` is true of;
-    `digest`: a `hashlib` algorithm (hex digest of the content) or a function of the file's path (e.g. its size)."""
-    of = (lambda f: hashlib.new(digest, f.read_bytes()).hexdigest()) if isinstance(digest, str) else digest
-    return {f.relative_to(folder).as_posix(): of(f) for f in sorted(Path(folder).rglob('*')) if f.is_file() and not (skip and skip(f))}
 
 def _fingerprint(path: Path, data: bool):
     "Content hash of a file; for a folder, of its files' contents (code) or of their names and sizes (data)."
@@ -127,9 +121,8 @@ def write_summary(params: dict, model: str, root=None) -> dict:
 
 def write_manifest(params: dict, model: str, root=None) -> dict:
     "`summary/<model>.files.json`: path -> MD5 of every result file of `model` (not `unit.json`, which holds timings)."
-    out = file_hashes(model_dir(params['dataset'], model, root), lambda f: f.name == 'unit.json')
-    atomic_write_json(manifest_path(params['dataset'], model, root), out)
-    return out
+    return write_files_manifest(model_dir(params['dataset'], model, root), manifest_path(params['dataset'], model, root),
+                                lambda f: f.name == 'unit.json')
 
 # %% ../nbs/08d_run.ipynb #2d009a44
 def _worker_init():
