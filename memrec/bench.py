@@ -286,11 +286,15 @@ def bench_pipeline(edit: str = '', keep: bool = False, log=print) -> dict:
     useful = sum(kinds.values())
     for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]): log(f'  useful {k:10s} {v:8.1f} s')
     log(f'  other (start-up, imports, DVC, fusion, plots, tables) {wall - useful:8.1f} s; second (no-op) dvc repro {noop:.1f} s')
+    # what bounds the wall time: each unit's own seconds (unit.json), summed, over the workers that ran them side by side
+    units = [json.loads(f.read_text()).get('seconds') for f in (repo / 'results').glob('*/*/split*/seed*/*/unit.json')]
+    unit_s, cores = sum(s for s in units if s), len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    log(f'  units {sum(s is not None for s in units)}: {unit_s:.0f} core-s of training and testing; on {cores} cores at least {unit_s / cores:.0f} s')
     if not keep: shutil.rmtree(d, ignore_errors=True)
     else: log(f'  scratch repository kept: {repo}')
     log(f'pipeline wall_s={wall:.1f} useful_fraction={useful / wall:.2f} stages={stages}')
     return {'wall_s': wall, 'useful_s': useful, 'useful_fraction': useful / wall, 'stages': stages, 'noop_s': noop, 'by_kind': kinds,
-            'per_stage': per_stage}
+            'per_stage': per_stage, 'unit_core_s': unit_s}
 
 # %% ../nbs/13_bench.ipynb #2b439936
 def _convert(v: str, default):
