@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional, Union
 import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError,
-                      field_validator, model_validator)
+                      create_model, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 from .core import load_params, repo_root
 
@@ -21,7 +21,7 @@ __all__ = ['UNION_TAGS', 'MESSAGES', 'TRAIN_MODES', 'BN_MODES', 'SAMPLINGS', 'SC
            'recipe_names', 'dataset_splits', 'stream_keys_problem', 'per_stream', 'Section', 'Closed', 'TrainSection',
            'FinetuneSection', 'model_keywords', 'ReplicatesSection', 'ModelEntry', 'PipelineSection', 'FramesSection',
            'FlowSection', 'FeaturesSection', 'FusionSection', 'LocaliseSection', 'TablesSection', 'RuntimeSection',
-           'Params', 'check_references', 'validate_params', 'yaml_line', 'read_params']
+           'Params', 'check_references', 'validate_params', 'validate_sections', 'yaml_line', 'read_params']
 
 # %% ../nbs/00a_schema.ipynb #7dbf2745
 class MemrecError(ValueError):
@@ -338,25 +338,28 @@ def _recipe_refs(params: dict):
             over = (entry or {}).get(sec) or {}
             if over.get('recipe') is not None: yield ('models', m, sec, 'recipe'), over['recipe']
 
-def check_references(params: dict, root: str | Path | None = None):
-    "Raise `ParamsError` on a reference to something that does not exist (`params` already passed `Params`)."
+def check_references(params: dict, root: str | Path | None = None, sections=None):
+    """Raise `ParamsError` on a reference to something that does not exist (`params` already passed `Params`); with
+    `sections`, only the references made from those top-level sections (`validate_sections`)."""
+    want = lambda *secs: sections is None or any(s in sections for s in secs)
     ds, valid = params['dataset'], dataset_splits(params['dataset'])
-    where = [(('replicates', 'splits'), (params.get('replicates') or {}).get('splits'))]
-    where += [(('models', m, 'replicates', 'splits'), ((e or {}).get('replicates') or {}).get('splits')) for m, e in (params.get('models') or {}).items()]
-    where += [(('split',), [params['split']])] if params.get('split') is not None else []
+    where = [(('replicates', 'splits'), (params.get('replicates') or {}).get('splits'))] if want('replicates') else []
+    where += [(('models', m, 'replicates', 'splits'), ((e or {}).get('replicates') or {}).get('splits'))
+              for m, e in (params.get('models') or {}).items()] if want('models') else []
+    where += [(('split',), [params['split']])] if params.get('split') is not None and want('split') else []
     for loc, splits in where:
         for i, k in enumerate(splits or ()):
             if k not in valid:
                 raise ParamsError(params_line(loc + ((i,) if loc[-1] == 'splits' else ()), f'{ds} has no split {k!r}; valid splits: {", ".join(map(str, valid))}'))
-    for loc, name in _recipe_refs(params):
+    for loc, name in (_recipe_refs(params) if want('train', 'finetune', 'models', 'recipes') else ()):
         if name not in (valid := recipe_names(params)):
             raise ParamsError(params_line(loc, f'unknown recipe {name!r}; valid recipe names: {", ".join(valid)} (or define it under recipes:)'))
     conf = params.get('models') or {}
-    for i, m in enumerate((params.get('pipeline') or {}).get('models') or []):
+    for i, m in enumerate((params.get('pipeline') or {}).get('models') or [] if want('pipeline', 'models') else []):
         if m not in conf:
             raise ParamsError(params_line(('pipeline', 'models', i), f'{m!r} has no models: entry; valid model names (models: entries): {", ".join(conf)}'))
     nbs = Path(root or repo_root()) / 'nbs'
-    for i, nb in enumerate((params.get('tables') or {}).get('notebooks') or []):
+    for i, nb in enumerate((params.get('tables') or {}).get('notebooks') or [] if want('tables') else []):
         if not (nbs / f'{nb}.ipynb').exists():
             valid = sorted(f.stem for f in nbs.glob('*.ipynb') if not f.stem[:1].isdigit())   # 00_core ...: library notebooks
             raise ParamsError(params_line(('tables', 'notebooks', i), f'no notebook nbs/{nb}.ipynb; valid notebooks: '
@@ -369,6 +372,20 @@ def validate_params(params: dict, root: str | Path | None = None) -> dict:
     try: Params.model_validate(params)
     except ValidationError as e: raise ParamsError(validation_line(e)) from e
     check_references(params, root)
+    return params
+
+# %% ../nbs/00a_schema.ipynb #0b3d77e0
+def validate_sections(params: dict, sections, root: str | Path | None = None) -> dict:
+    """`validate_params` of the top-level `sections` of `params` (and `dataset`, which the references need) only, the others
+    unchecked: `params` if valid, else `ParamsError`."""
+    if not isinstance(params, dict): raise ParamsError(f'params.yaml: must be a mapping of sections, got {_short(params)}')
+    sections = ('dataset', *(s for s in sections if s != 'dataset'))
+    if unknown := [s for s in sections if s not in Params.model_fields]: raise KeyError(f'not sections of Params: {unknown}')
+    fields = {k: (f.annotation, f) for k, f in Params.model_fields.items() if k in sections}
+    part = create_model('Params_' + '_'.join(sections), __base__=Section, **fields)
+    try: part.model_validate(params)
+    except ValidationError as e: raise ParamsError(validation_line(e)) from e
+    check_references(params, root, sections)
     return params
 
 # %% ../nbs/00a_schema.ipynb #13554186

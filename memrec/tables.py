@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from .core import atomic_path, atomic_write_text, load_params, lookup, progress, repo_root
 from .paths import report_files_dir, report_path, results_dir
+from .schema import MemrecError
 
 # %% auto #0
-__all__ = ['PARAM_SOURCES', 'FOLDERS', 'published', 'table_rows', 'row_models', 'row_attrs', 'published_for', 'row_notes',
-           'MissingResults', 'collect', 'mean_sd_text', 'side_by_side', 'to_markdown', 'ours_column', 'replicate_keys',
-           'replicate_scores', 'replicate_table', 'replicates_note', 'paired_values', 'paired_row', 'report_figure',
-           'write_report', 'declared_parameters', 'notebook_parameters', 'run_table', 'tables', 'main']
+__all__ = ['PARAM_SOURCES', 'FOLDERS', 'NOTEBOOK_LANGUAGE', 'INLINE', 'RUNNERS', 'TABLE_SECTIONS', 'published', 'table_rows',
+           'row_models', 'row_attrs', 'published_for', 'row_notes', 'MissingResults', 'collect', 'mean_sd_text',
+           'side_by_side', 'to_markdown', 'ours_column', 'replicate_keys', 'replicate_scores', 'replicate_table',
+           'replicates_note', 'paired_values', 'paired_row', 'report_figure', 'write_report', 'declared_parameters',
+           'notebook_parameters', 'NotebookError', 'run_notebook', 'run_table', 'tables', 'main']
 
 # %% ../nbs/10_tables.ipynb #448bbc55
 def _data_file(name: str) -> Path:
@@ -215,18 +217,152 @@ def notebook_parameters(nb: str, params: dict | None = None, root=None, **overri
         except KeyError: pass
     return out | overrides
 
+# %% ../nbs/10_tables.ipynb #aaaf2c2e
+class NotebookError(MemrecError):
+    "A cell of a notebook run by `run_notebook` raised: one line naming the notebook, the cell and the exception."
+
+def _output(kind: str, data: dict, metadata=None, count=None):
+    "An nbformat output of `kind` (display_data, execute_result) from IPython's format dict (binary data as base64 text)."
+    import base64, nbformat
+    data = {k: base64.b64encode(v).decode() if isinstance(v, bytes) else v for k, v in data.items()}
+    kw = {'execution_count': count} if kind == 'execute_result' else {}
+    return nbformat.v4.new_output(kind, data=data, metadata=metadata or {}, **kw)
+
+class _Stream:
+    "`sys.stdout` / `sys.stderr` of a cell: consecutive writes to one stream become one stream output, as in a notebook."
+    encoding, errors = 'utf-8', 'strict'
+    def __init__(self, shell, name: str): self.shell, self.name = shell, name
+    def write(self, s: str) -> int:
+        if not s: return 0
+        outs = self.shell.outputs
+        if outs and outs[-1].output_type == 'stream' and outs[-1].name == self.name: outs[-1].text += s
+        else:
+            import nbformat; outs.append(nbformat.v4.new_output('stream', name=self.name, text=s))
+        return len(s)
+    def writelines(self, lines): [self.write(s) for s in lines]
+    def flush(self): pass
+    def isatty(self) -> bool: return False
+    def writable(self) -> bool: return True
+
+def _shell():
+    "A new IPython shell whose displays, cell values and tracebacks are appended to its `outputs` (nbformat outputs)."
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+    class Hook(DisplayHook):
+        def write_output_prompt(self): pass
+        def write_format_data(self, format_dict, md_dict=None):
+            self.shell.outputs.append(_output('execute_result', format_dict, md_dict, self.shell.cell_count))
+        def log_output(self, format_dict): pass
+        def finish_displayhook(self): pass
+    class Publisher(DisplayPublisher):
+        def publish(self, data, metadata=None, source=None, **kw): self.shell.outputs.append(_output('display_data', data, metadata))
+        def clear_output(self, wait=False): self.shell.outputs.clear()
+    class Shell(InteractiveShell):
+        displayhook_class, display_pub_class = Hook, Publisher
+        def _showtraceback(self, etype, evalue, stb):
+            import nbformat
+            self.outputs.append(nbformat.v4.new_output('error', ename=etype.__name__, evalue=str(evalue), traceback=stb))
+        def enable_gui(self, gui=None): pass
+    cfg = Config(); cfg.HistoryManager.enabled = False
+    shell = Shell(config=cfg); shell.outputs, shell.cell_count = [], None
+    return shell
+
+# %% ../nbs/10_tables.ipynb #3a8411b7
+NOTEBOOK_LANGUAGE = {'name': 'python', 'mimetype': 'text/x-python', 'codemirror_mode': {'name': 'ipython', 'version': 3},
+                     'pygments_lexer': 'ipython3', 'nbconvert_exporter': 'python', 'file_extension': '.py'}
+INLINE = 'module://matplotlib_inline.backend_inline'
+
+def _now():
+    import datetime; return datetime.datetime.now(datetime.timezone.utc)
+
+def _inline_matplotlib(shell) -> dict | None:
+    """Matplotlib's inline backend for `shell`, on as in a kernel from the notebook's first `import matplotlib.pyplot`
+    (figures then display as PNG); matplotlib's settings to restore afterwards (None: matplotlib not imported yet)."""
+    if 'matplotlib.pyplot' in sys.modules or INLINE[8:] in sys.modules:      # an earlier notebook in this process drew
+        from IPython.core.pylabtools import select_figure_formats
+        from matplotlib_inline.config import InlineBackend
+        shell.enable_matplotlib('inline'); cfg = InlineBackend.instance()   # the figure formats: set in a first shell only
+        select_figure_formats(shell, cfg.figure_formats, **cfg.print_figure_kwargs)
+    elif 'matplotlib' in sys.modules: import matplotlib; matplotlib.use(INLINE)
+    else: os.environ['MPLBACKEND'] = INLINE      # what ipykernel sets: matplotlib reads it when the notebook imports it
+    if 'matplotlib' in sys.modules:
+        import matplotlib; rc = dict(matplotlib.rcParams.copy()); del rc['backend']; return rc
+
+def _restore_matplotlib(rc: dict | None):
+    "Close the notebook's figures, restore matplotlib's settings from before it (or from the matplotlibrc it imported)."
+    if 'matplotlib' not in sys.modules: return
+    import matplotlib
+    if rc is None: rc = dict(matplotlib.rcParamsOrig.copy()); del rc['backend']
+    matplotlib.rcParams.update(rc)
+    if 'matplotlib.pyplot' in sys.modules: import matplotlib.pyplot as plt; plt.close('all')
+
+def run_notebook(src: str | Path, dest: str | Path | None, parameters: dict | None = None, cwd=None):
+    """Execute notebook `src` (a relative path: in `cwd`) in this process, in `cwd`, with papermill's `parameters` injected
+    after its `parameters` cell; write it with its outputs to `dest`; return it. A cell that raises: `NotebookError` (one
+    line, naming `src` as given), after writing `dest`."""
+    import platform, nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+    from IPython.core.interactiveshell import InteractiveShell
+    nb = load_notebook_node(str(Path(cwd or '.') / src))
+    if parameters: nb = parameterize_notebook(nb, parameters, kernel_name='python3', language='python')
+    nb.metadata.language_info = NOTEBOOK_LANGUAGE | {'version': platform.python_version()}
+    nb.metadata.memrec = {'runner': 'in-process IPython shell (memrec.tables.run_notebook)'}
+    saved = InteractiveShell._instance, sys.modules.get('__main__'), sys.stdout, sys.stderr, os.getcwd(), os.environ.get('MPLBACKEND')
+    shell, n, failed, rc, start = _shell(), 0, None, None, _now()
+    InteractiveShell._instance = shell
+    try:
+        rc = _inline_matplotlib(shell)
+        if cwd is not None: os.chdir(cwd)
+        for cell in nb.cells:
+            t0 = _now(); cell.metadata.papermill = {'exception': False, 'start_time': t0.isoformat(), 'status': 'completed'}
+            if cell.cell_type == 'code':
+                n += 1; shell.execution_count = shell.cell_count = n; shell.outputs = []
+                sys.stdout, sys.stderr = _Stream(shell, 'stdout'), _Stream(shell, 'stderr')
+                try: r = shell.run_cell(cell.source, store_history=False)
+                finally: sys.stdout, sys.stderr = saved[2], saved[3]
+                cell.outputs, cell.execution_count = shell.outputs, n
+                failed = r.error_in_exec or r.error_before_exec
+            t1 = _now(); cell.metadata.papermill |= {'end_time': t1.isoformat(), 'duration': (t1 - t0).total_seconds()}
+            if failed: cell.metadata.papermill |= {'exception': True, 'status': 'failed'}; break
+    finally:
+        try: _restore_matplotlib(rc); shell.reset(new_session=False)
+        finally:
+            InteractiveShell._instance, sys.stdout, sys.stderr = saved[0], saved[2], saved[3]
+            if saved[1] is not None: sys.modules['__main__'] = saved[1]
+            if saved[5] is None: os.environ.pop('MPLBACKEND', None)
+            else: os.environ['MPLBACKEND'] = saved[5]
+            os.chdir(saved[4])
+    end = _now()
+    nb.metadata.papermill |= {'input_path': str(src), 'output_path': str(dest), 'start_time': start.isoformat(),
+                              'end_time': end.isoformat(), 'duration': (end - start).total_seconds(), 'exception': bool(failed)}
+    if dest is not None: nbformat.write(nb, str(dest))
+    if failed:
+        first = next((l.strip() for l in cell.source.splitlines() if l.strip() and not l.lstrip().startswith('#')), '')
+        raise NotebookError(f'{src}: cell In [{n}] (`{first[:60]}`) raised {type(failed).__name__}: {failed}') from failed
+    return nb
+
 # %% ../nbs/10_tables.ipynb #728de923
-def run_table(nb: str, params: dict | None = None, root=None, **overrides) -> Path:
-    "Execute `nbs/<nb>.ipynb` with papermill into `reports/<dataset>/<nb>.ipynb`, its parameters from `params.yaml` and `overrides`."
-    import papermill as pm
+RUNNERS = ('in-process', 'papermill')
+
+def run_table(nb: str, params: dict | None = None, root=None, runner: str | None = None, **overrides) -> Path:
+    """Execute `nbs/<nb>.ipynb` into `reports/<dataset>/<nb>.ipynb`, its parameters from `params.yaml` and `overrides`, by
+    `runner` (default: `$MEMREC_TABLE_RUNNER`, else in-process)."""
+    runner = runner or os.environ.get('MEMREC_TABLE_RUNNER') or RUNNERS[0]
+    if runner not in RUNNERS: raise ValueError(f'unknown table runner {runner!r}; valid runners: {", ".join(RUNNERS)}')
     root = Path(root or repo_root()); params = params if params is not None else load_params(root / 'params.yaml')
     values = notebook_parameters(nb, params, root, **overrides)
     ds = values.get('dataset', params['dataset']); reports = values.get('reports', 'reports')
     figs = report_files_dir(ds, nb, root, reports); shutil.rmtree(figs, ignore_errors=True); figs.mkdir(parents=True)
     out = report_path(ds, nb, '.ipynb', root, reports)
+    src = root / 'nbs' / f'{nb}.ipynb'
     with atomic_path(out) as tmp:
-        pm.execute_notebook(str(root / 'nbs' / f'{nb}.ipynb'), str(tmp), parameters=values, cwd=str(root),
-                            kernel_name='python3', progress_bar=False)
+        if runner == 'papermill':
+            import papermill as pm
+            pm.execute_notebook(str(src), str(tmp), parameters=values, cwd=str(root), kernel_name='python3', progress_bar=False)
+        else: run_notebook(src.relative_to(root) if src.is_relative_to(root) else src, tmp, values, cwd=root)
     return out
 
 def tables(params: dict | None = None, root=None, notebooks: list[str] | None = None) -> list[Path]:
@@ -236,14 +372,16 @@ def tables(params: dict | None = None, root=None, notebooks: list[str] | None = 
     return [run_table(nb, params, root) for nb in progress(nbs, 'tables')]
 
 # %% ../nbs/10_tables.ipynb #1746b177
+TABLE_SECTIONS = ('dataset', 'replicates', 'fusion', 'localise', 'tables')   # validated by the stage itself (see below)
+
 def main(argv=None):
     "`python -m memrec.tables [NAME ...]`: run these table notebooks (the stages `tables@NAME` of dvc.yaml)."
     ap = argparse.ArgumentParser(prog='python -m memrec.tables', description='Execute table notebooks into reports/<dataset>/')
     ap.add_argument('notebooks', nargs='*', help='table notebooks (nbs/NAME.ipynb); default: params.yaml tables.notebooks')
     args = ap.parse_args(argv)
     from memrec.cli import EXPECTED, error_line
-    from memrec.schema import read_params, validate_params
-    try: tables(validate_params(read_params()), notebooks=args.notebooks or None)
+    from memrec.schema import read_params, validate_sections
+    try: tables(validate_sections(read_params(), TABLE_SECTIONS), notebooks=args.notebooks or None)
     except EXPECTED as e:
         if os.environ.get('MEMREC_DEBUG', '') not in ('', '0'): raise
         print(f'memrec: error: {error_line(e)}', file=sys.stderr); sys.exit(2)
