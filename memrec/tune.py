@@ -12,8 +12,9 @@ from .paths import features_dir, reports_dir
 from .backbones import STREAMS
 from .recipes import model_arch, model_config
 from .featdata import FeatureSource, feature_vector, load_split
-from .train import MODES, fit, train_mode, validation_videos
+from .train import MODES, fit, init_from, init_source, init_spec, train_mode, validation_videos
 from .evaluate import accuracy_metrics, predict
+from .run import init_deps
 from .schema import MemrecError, ParamsError, TrainSection, dataset_splits, model_keywords, model_names, validate_params
 
 # %% auto #0
@@ -149,13 +150,21 @@ def _quiet():
         if old is None: os.environ.pop('MEMREC_QUIET', None)
         else: os.environ['MEMREC_QUIET'] = old
 
-def run_one(params: dict, model: str, stream: str, val_fraction: float, root=None) -> dict:
-    "Train `model` on `stream` of one replicate (`params`' split and seed) without its validation groups; validation metrics and training seconds."
+def run_one(params: dict, model: str, stream: str, val_fraction: float, root=None, init_state: dict | None = None) -> dict:
+    """Train `model` on `stream` of one replicate (`params`' split and seed) without its validation groups; validation metrics,
+    training seconds and the trained weights (`state`). `train.init` from another stream of this model (002: temporal from
+    spatial) starts from `init_state`, that stream trained in this same tune on the same groups (a model from the results
+    would have seen the validation groups); from another dataset (001: HMDB51 from UCF101) it loads that model, as `train` does."""
     mode = train_mode(params); kw, recipe = model_config(params, model, stream, mode); arch = model_arch(params, model)
     recipe['val_fraction'] = val_fraction
     val = validation_videos(params, recipe, root)                 # whole groups of the split's training videos
     ctx = dict(params=params, model=model, arch=arch, kw=kw, stream=stream, recipe=recipe, root=root, val=val)
     source, net, info = MODES[mode]['setup'](ctx)
+    src = init_spec(recipe.get('init'), model, stream, params['dataset'])
+    if src and (src['dataset'], src['model']) == (params['dataset'], model):
+        if init_state is None: raise ValueError(f'tune {model}/{stream}: train.init starts it from stream {src["stream"]}, which this tune does not train first')
+        init_from(net, {'state_dict': init_state})
+    elif src: init_from(net, torch.load(init_source(params, model, stream, recipe, root), map_location='cpu', weights_only=False))
     t0, c0 = time.perf_counter(), time.process_time()
     with _quiet(): fit(net, source, recipe, params['seed'], f'tune {model}/{stream}', dataset=params['dataset'])
     seconds, wall = time.process_time() - c0, time.perf_counter() - t0
@@ -164,7 +173,8 @@ def run_one(params: dict, model: str, stream: str, val_fraction: float, root=Non
     logits = predict(net, va)['logits']; m = accuracy_metrics(logits, va.y.numpy())
     nll = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits).float(), va.y).item())
     return {'val_top1': m['top1'], 'val_mean_class_acc': m['mean_class_acc'], 'val_nll': nll, 'seconds': seconds,
-            'wall_seconds': wall, 'n_train': len(source), 'n_val': len(va)}
+            'wall_seconds': wall, 'n_train': len(source), 'n_val': len(va),
+            'state': {k: v.detach().clone() for k, v in getattr(net, 'temporal', net).state_dict().items()}}
 
 # %% ../nbs/08e_tune.ipynb #46b04045
 def choose(runs: pd.DataFrame, cost_tol: float = 0.25) -> tuple[pd.DataFrame, int]:
@@ -312,9 +322,10 @@ def tune(model: str, params: dict | None = None, root=None, grid: dict | None = 
     for i, pt in enumerate(cfg['points']):
         for split, seed in cfg['replicates']:
             p = point_params(params, pt, split, seed); row = {'point': i, 'label': _label(pt), **{k: yaml_value(v) for k, v in pt.items()}, 'split': split, 'seed': seed}
-            for s in cfg['streams']:
-                r = run_one(p, model, s, cfg['val_fraction'], root); bar.update(1)
-                row |= {f'{k}_{s}': v for k, v in r.items()}
+            deps, states = init_deps(p, model), {}                   # train.init within the model: its source stream first
+            for s in sorted(cfg['streams'], key=lambda s: s in deps):
+                r = run_one(p, model, s, cfg['val_fraction'], root, states.get(deps.get(s))); bar.update(1)
+                states[s] = r.pop('state'); row |= {f'{k}_{s}': v for k, v in r.items()}
             for k in ('val_top1', 'val_mean_class_acc'): row[k] = float(np.mean([row[f'{k}_{s}'] for s in cfg['streams']]))
             for k in ('seconds', 'wall_seconds'): row[k] = float(sum(row[f'{k}_{s}'] for s in cfg['streams']))
             rows.append(row)
