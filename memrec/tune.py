@@ -317,6 +317,11 @@ def tune(model: str, params: dict | None = None, root=None, grid: dict | None = 
     params_path = Path(params_path) if params_path else base / 'params.yaml'
     params = params if params is not None else load_params(params_path)
     cfg = check_tune(params, model, grid, streams, root, name, splits, seeds)   # every check before the first training
+    for pt in cfg['points']:                                                     # train.init: the source stream is tuned too
+        deps = init_deps(point_params(params, pt, *cfg['replicates'][0]), model)
+        if miss := [(s, d) for s, d in deps.items() if s in cfg['streams'] and d not in cfg['streams']]:
+            raise ValueError(f'tune {model}: train.init starts stream {miss[0][0]} from stream {miss[0][1]}, which this tune does not '
+                             f'train; tune both streams (--streams {" ".join(STREAMS)})')
     n_runs = len(cfg['points']) * len(cfg['replicates']) * len(cfg['streams'])
     bar, rows = progress(None, f'tune {model}', total=n_runs), []
     for i, pt in enumerate(cfg['points']):
