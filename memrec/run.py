@@ -11,8 +11,8 @@ from .core import atomic_write_json, config_hash, file_hashes, load_params, look
 from .paths import manifest_path, model_dir, replicate_dir, result_dir, summary_path
 
 # %% auto #0
-__all__ = ['STAGE', 'STREAMS', 'stage_spec', 'stage_key', 'unit_done', 'run_unit', 'init_deps', 'unit_waves', 'check_init',
-           'train_workers', 'prune', 'write_summary', 'write_manifest', 'run_model', 'main']
+__all__ = ['STAGE', 'STREAMS', 'stage_spec', 'stage_key', 'unit_done', 'run_unit', 'init_deps', 'unit_waves', 'run_scheduled',
+           'check_init', 'train_workers', 'prune', 'write_summary', 'write_manifest', 'run_model', 'main']
 
 # %% ../nbs/08d_run.ipynb #adc7d30f
 STAGE = 'model'
@@ -84,6 +84,23 @@ def unit_waves(jobs: list[dict], deps: dict) -> list[list[dict]]:
     waves = [[j for j in jobs if j['stream'] not in deps], [j for j in jobs if j['stream'] in deps]]
     return [w for w in waves if w]
 
+def run_scheduled(ex, fn, jobs: list[dict], deps: dict):
+    "Submit `fn(job)` to executor `ex` for every job, each dependent one once its source unit (`deps`) has finished; yield futures as they finish."
+    from concurrent.futures import FIRST_COMPLETED, wait
+    uid = lambda j, st: (j['split'], j['seed'], st)
+    todo, waiting, running = {uid(j, j['stream']) for j in jobs}, {}, {}
+    for j in jobs:
+        src = deps.get(j['stream'])
+        if src and uid(j, src) in todo: waiting.setdefault(uid(j, src), []).append(j)   # its source runs in this stage
+        else: running[ex.submit(fn, j)] = j                                            # no source, or one already done
+    while running:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for f in sorted(done, key=lambda f: jobs.index(running[f])):                   # a stable order when several finish
+            j = running.pop(f)
+            if f.exception() is None:                                                  # a failed source: dependents never start
+                for d in waiting.pop(uid(j, j['stream']), []): running[ex.submit(fn, d)] = d
+            yield f
+
 def check_init(params: dict, model: str, jobs: list[dict], deps: dict, root=None):
     "Raise, before any unit runs, when a unit to run starts from a model outside this stage that does not exist."
     from memrec.recipes import model_config
@@ -149,13 +166,12 @@ def run_model(model: str, params: dict | None = None, root=None, workers: int | 
             for j in progress([j for w in waves for j in w], f'model {model}'): done.append(run_unit({**j, 'quiet': bool(os.environ.get('MEMREC_QUIET'))}))
     elif jobs:
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_worker_init) as ex:
             list(ex.map(_ready, range(workers)))       # the workers' start-up (imports) is not useful compute
             with useful(f'model {model}'):
-                # a wave is submitted once every unit of the one before has finished (units that start from their models)
-                finished = (f for w in waves for f in as_completed([ex.submit(run_unit, j) for j in w]))
-                for f in progress(finished, f'model {model}', total=len(jobs)): done.append(f.result())
+                # a unit that starts from another's model is submitted when that unit has finished
+                for f in progress(run_scheduled(ex, run_unit, jobs, deps), f'model {model}', total=len(jobs)): done.append(f.result())
     for k, s in reps:
         tw = result_dir(ds, k, model, 'twostream', root, seed=s)
         if not unit_done(tw, key, ('scores.npz', 'metrics.json')):

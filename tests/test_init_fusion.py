@@ -1,9 +1,10 @@
 """Issue #14 protocol items, on tiny scratch data (CPU, seconds):
 
 * `train.init` through the `model@<model>` stage (`run.run_model`): with `init: spatial` the temporal units start from
-  the spatial model of their replicate and run only after the spatial units (checked in one process; a pool runs the
-  same waves, `run.unit_waves`, tested in nbs/08d_run.ipynb); a source on another dataset that does not exist stops
-  the stage before any unit runs.
+  the spatial model of their replicate and run only after the spatial units (checked in one process, and in a pool of
+  two spawned workers, where `run.run_scheduled` submits each temporal unit once its own spatial unit has finished:
+  the scheduling itself is tested in nbs/08d_run.ipynb); a source on another dataset that does not exist stops the
+  stage before any unit runs.
 * `fusion.rule: logits` through `evaluate.fuse` on the stage's own scores.
 * `run.file_hashes`: the stage key's folder fingerprints and the manifest are those of the code it replaced."""
 import hashlib, json, shutil
@@ -49,6 +50,16 @@ def test_temporal_units_wait_for_spatial(tmp_path, monkeypatch):
     # resuming with only a temporal unit left: it runs at once, from the spatial model already there
     (d / 'results/synth/lstm/split2/seed0/temporal/unit.json').unlink()
     R.run_model('lstm', p, root=d, workers=1); assert order == [('temporal', 2, True)]
+
+def test_pool_starts_each_temporal_unit_from_its_own_spatial_model(tmp_path, monkeypatch):
+    import memrec.run as R
+    d = tmp_path / 'repo'; p = both_streams(d); monkeypatch.setenv('MEMREC_QUIET', '1')
+    R.run_model('lstm', p, root=d, workers=2)
+    for k in (1, 2):
+        rd = d / f'results/synth/lstm/split{k}/seed0'
+        sp, tp = (torch.load(rd / s / 'model.pt', weights_only=False) for s in ('spatial', 'temporal'))
+        assert tp['init']['from'] == f'results/synth/lstm/split{k}/seed0/spatial/model.pt'
+        assert len(tp['init']['copied']) == len(sp['state_dict']) and (rd / 'twostream/metrics.json').exists()
 
 def test_missing_source_on_other_dataset_stops_before_any_unit(tmp_path, monkeypatch):
     import memrec.run as R
