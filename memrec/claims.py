@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from .evaluate import paired_bootstrap, paired_differences, relevance_of
 from .paths import data_dir, scores_path
-from .tables import _data_file, published
+from .tables import _data_file, pair_seeds, published
 
 # %% auto #0
 __all__ = ['CLAIM_COLUMNS', 'STREAMS', 'METRICS', 'NO_RESULTS', 'VERDICT_COLOURS', 'claims', 'published_mismatches',
@@ -88,13 +88,13 @@ NO_RESULTS = 'no results'
 
 def evaluate_claim(claim, dataset: str, results: str | Path = 'results', data: str | Path = 'data', n_boot: int = 2000,
                seed: int = 0) -> dict:
-    "Effect (points), 95 % interval, verdict, n_pairs and n_splits of one claim (a row of `claims()`); verdict 'no results' without pairs."
+    "Effect (points), 95 % interval, verdict, n_pairs, n_splits and n_seeds (`pair_seeds`) of one claim (a row of `claims()`); verdict 'no results' without pairs."
     if claim.metric == 'write_selectivity': D = controller_differences(dataset, claim.model_a, claim.stream_a, results, data)
     else: D = paired_differences(dataset, (claim.model_a, claim.stream_a), (claim.model_b, claim.stream_b), results)
     D = {k: v for k, v in D.items() if np.size(v)}
-    if not D: return {'effect': np.nan, 'lo': np.nan, 'hi': np.nan, 'verdict': NO_RESULTS, 'n_pairs': 0, 'n_splits': 0}
+    if not D: return {'effect': np.nan, 'lo': np.nan, 'hi': np.nan, 'verdict': NO_RESULTS, 'n_pairs': 0, 'n_splits': 0, 'n_seeds': 0}
     r = paired_bootstrap(D, n_boot=n_boot, seed=seed)
-    return r | {k: r[k] * 100 for k in ('effect', 'lo', 'hi')}
+    return r | {k: r[k] * 100 for k in ('effect', 'lo', 'hi')} | {'n_seeds': pair_seeds(D)}
 
 def evaluate_claims(df: pd.DataFrame, dataset: str, results: str | Path = 'results', data: str | Path = 'data',
                 n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -111,11 +111,11 @@ def claims_table(t: pd.DataFrame) -> pd.DataFrame:
     comp = [f'{side(a, sa)} − {side(b, sb)}' if m == 'top1' else f'{side(a, sa)}: relevant − irrelevant writes'
             for a, sa, b, sb, m in zip(t.model_a, t.stream_a, t.model_b, t.stream_b, t.metric)]
     ours = [NO_RESULTS if v == NO_RESULTS else f'{_pts(e)} [{_pts(lo)}, {_pts(hi)}]' for e, lo, hi, v in zip(t.effect, t.lo, t.hi, t.verdict)]
-    n = ['—' if v == NO_RESULTS else f'{p} ({k})' for p, k, v in zip(t.n_pairs, t.n_splits, t.verdict)]
+    n = ['—' if v == NO_RESULTS else f'{p} ({k} × {s})' for p, k, s, v in zip(t.n_pairs, t.n_splits, t.n_seeds, t.verdict)]
     verdict = [v if v == NO_RESULTS else f'**{v}**' for v in t.verdict]
     return pd.DataFrame({'claim': t.claim.values, 'comparison (A − B)': comp, 'source': t.source.values,
                          'published effect (UCF101)': [_pts(x) for x in t.published_effect], 'our effect [95 % interval]': ours,
-                         'n pairs (splits)': n, 'verdict': verdict}, index=pd.Index(t.id.values, name='id'))
+                         'n pairs (splits × seeds)': n, 'verdict': verdict}, index=pd.Index(t.id.values, name='id'))
 
 # %% ../nbs/09b_claims.ipynb #656fc8ed
 VERDICT_COLOURS = {'supported': 'tab:green', 'contradicted': 'tab:red', 'inconclusive': 'tab:grey', NO_RESULTS: 'lightgrey'}

@@ -15,8 +15,8 @@ from .schema import MemrecError
 __all__ = ['PARAM_SOURCES', 'FOLDERS', 'NOTEBOOK_LANGUAGE', 'INLINE', 'RUNNERS', 'TABLE_SECTIONS', 'published', 'table_rows',
            'row_models', 'row_attrs', 'published_for', 'row_notes', 'MissingResults', 'collect', 'mean_sd_text',
            'side_by_side', 'to_markdown', 'ours_column', 'replicate_keys', 'replicate_scores', 'replicate_table',
-           'replicates_note', 'paired_values', 'paired_row', 'report_figure', 'write_report', 'declared_parameters',
-           'notebook_parameters', 'NotebookError', 'run_notebook', 'run_table', 'tables', 'main']
+           'replicates_note', 'paired_values', 'pair_seeds', 'paired_row', 'report_figure', 'write_report',
+           'declared_parameters', 'notebook_parameters', 'NotebookError', 'run_notebook', 'run_table', 'tables', 'main']
 
 # %% ../nbs/10_tables.ipynb #448bbc55
 def _data_file(name: str) -> Path:
@@ -162,13 +162,19 @@ def paired_values(a: dict, b: dict) -> dict:
         if vids: out[k] = np.stack([a[k, s].loc[vids].to_numpy(float) - b[k, s].loc[vids].to_numpy(float) for s in seeds])
     return out
 
+def pair_seeds(d: dict) -> int:
+    "The fewest training seeds paired in any split of paired differences `d` (split -> (seeds, videos)); 0 when empty."
+    return min(1 if np.ndim(D) == 1 else np.shape(D)[0] for D in d.values()) if d else 0
+
 def paired_row(d: dict, scale: float = 100, fmt: str = '+.1f') -> dict:
     "`evaluate.paired_bootstrap` of paired differences `d` as a table row: effect and 95 % interval (× `scale`), verdict, pairs."
     from memrec.evaluate import paired_bootstrap
     if not d: return {'effect': np.nan, '95% interval': '—', 'verdict': 'no paired replicates', 'pairs': 0}
     r = paired_bootstrap(d)
     return {'effect': r['effect'] * scale, '95% interval': f"[{r['lo'] * scale:{fmt}}, {r['hi'] * scale:{fmt}}]",
-            'verdict': r['verdict'], 'pairs': f"{r['n_pairs']} (videos × seeds, {r['n_splits']} split{'s' if r['n_splits'] > 1 else ''})"}
+            'verdict': r['verdict'], 'pairs': f"{r['n_pairs']} (videos × {_count(pair_seeds(d), 'seed')}, {_count(r['n_splits'], 'split')})"}
+
+def _count(n: int, what: str) -> str: return f"{n} {what}{'s' if n != 1 else ''}"
 
 # %% ../nbs/10_tables.ipynb #538bb6d2
 def report_figure(fig, name: str, dataset: str, reports: str | Path = 'reports', file: str | None = None, dpi: int = 100) -> str:
