@@ -34,6 +34,18 @@ def memrec(args: str, cwd: Path, **env) -> subprocess.CompletedProcess:
     env = {**base, 'PATH': f'{BIN}:{os.environ["PATH"]}', 'MEMREC_QUIET': '1', **env}
     return subprocess.run(['memrec', *args.split()], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
+def snapshot(d: Path) -> dict:
+    "Every path under `d` (ignored and hidden files included) -> its size and modification time (None for a folder)."
+    return {str(f.relative_to(d)): None if f.is_dir() else (f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(Path(d).rglob('*'))}
+
+def run_bad(cmd: str, d: Path, expect, **env) -> str:
+    "Run `memrec cmd` in `d`: assert the one-line error (`assert_one_line`) and that no file or folder was created or changed."
+    before = snapshot(d); r = memrec(cmd, d, **env); after = snapshot(d)
+    line = assert_one_line(r, expect)
+    assert after == before, f'bad input changed the tree: added {sorted(set(after) - set(before))}, removed {sorted(set(before) - set(after))}, ' \
+                            f'changed {sorted(k for k in set(before) & set(after) if before[k] != after[k])}'
+    return line
+
 def assert_one_line(r, expect):
     lines = r.stderr.splitlines()
     assert r.returncode == 2, (r.returncode, r.stderr[-3000:])
@@ -95,11 +107,11 @@ CASES = {   # id: (edit of params.yaml or its text, command, what the line must 
 def test_bad_input_is_one_line(tmp_path, case):
     change, cmd, expect = CASES[case]
     d = scratch(tmp_path, text=change) if isinstance(change, str) else scratch(tmp_path, change)
-    print(assert_one_line(memrec(cmd, d), expect))
+    print(run_bad(cmd, d, expect))
 
 def test_two_stream_model_needs_both_features(tmp_path):
     d = scratch(tmp_path); f = d / 'data/synth/features/spatial'; f.mkdir(parents=True); (f / 'v.npz').write_bytes(b'')
-    assert_one_line(memrec('train --model videolstm --stream spatial', d), ['data/synth/features/temporal', 'dvc repro features@temporal'])
+    run_bad('train --model videolstm --stream spatial', d, ['data/synth/features/temporal', 'dvc repro features@temporal'])
 
 def test_memrec_debug_shows_the_traceback(tmp_path):
     r = memrec('prepare', scratch(tmp_path, setting(dataset='ucf-101')), MEMREC_DEBUG='1')
