@@ -11,8 +11,8 @@ from .core import repo_root
 from .schema import MemrecError, TRAIN_MODES, read_params, validate_params, yaml_line
 
 # %% auto #0
-__all__ = ['EXPECTED', 'error_line', 'train_mode', 'check_model', 'feature_streams', 'check_features', 'Parser', 'parser', 'run',
-           'main']
+__all__ = ['EXPECTED', 'error_line', 'train_mode', 'check_model', 'feature_streams', 'check_features', 'Parser', 'int_at_least',
+           'parser', 'run', 'main']
 
 # %% ../nbs/11_cli.ipynb #bb2da43a
 EXPECTED = (MemrecError, ValueError, KeyError, TypeError, FileNotFoundError, yaml.YAMLError)
@@ -57,8 +57,17 @@ def check_features(params: dict, model: str, stream: str, root: str | Path | Non
 class Parser(argparse.ArgumentParser):
     "argparse, with a usage error as one line `memrec: error: ...` (exit status 2) like every other error."
     def error(self, message):
-        sub = self.prog.split(' ', 1)[1] + ': ' if ' ' in self.prog else ''
+        sub = self.prog.split()[-1].removeprefix('memrec.') + ': ' if ' ' in self.prog else ''   # `memrec train`, `python -m memrec.tune`
         self.exit(2, f'memrec: error: {sub}{" ".join(message.split())} (see `{self.prog} -h`)\n')
+
+def int_at_least(lo: int, what: str = ''):
+    "An argparse `type`: an integer >= `lo` (`what` says what it counts), else a usage error naming the range and the value."
+    def integer(v: str) -> int:
+        try: n = int(v)
+        except ValueError: n = None
+        if n is None or n < lo: raise argparse.ArgumentTypeError(f'must be an integer >= {lo}{what}, got {v!r}')
+        return n
+    return integer
 
 def parser() -> Parser:
     "The `memrec` command line: a subcommand per stage."
@@ -68,22 +77,24 @@ def parser() -> Parser:
     for s in ('prepare', 'frames', 'flow', 'tables'): sub.add_parser(s)
     sub.add_parser('features').add_argument('--stream', required=True, choices=STREAMS)
     a = sub.add_parser('run', description='Stage model@<model>: train, evaluate and fuse a model on every replicate (params.yaml: replicates).')
-    a.add_argument('--model', required=True); a.add_argument('--workers', type=int, help='processes (default: runtime.train_workers)')
+    a.add_argument('--model', required=True)
+    a.add_argument('--workers', type=int_at_least(1, ' (processes training units side by side)'), help='processes (default: runtime.train_workers)')
     sub.add_parser('tune', add_help=False, description='Choose hyper-parameters on validation groups (python -m memrec.tune -h).')
     for s in ('train', 'evaluate', 'fuse'):                     # one unit of `run`, for debugging and torchrun
         a = sub.add_parser(s); a.add_argument('--model', required=True)
         if s != 'fuse': a.add_argument('--stream', required=True, choices=STREAMS)
-        a.add_argument('--split', type=int, help='official split (default: the first of replicates.splits)')
-        a.add_argument('--seed', type=int, help='training seed (default: the first of replicates.seeds)')
+        a.add_argument('--split', type=int_at_least(0, ' (an official split of the dataset)'), help='official split (default: the first of replicates.splits)')
+        a.add_argument('--seed', type=int_at_least(0), help='training seed (default: the first of replicates.seeds)')
     a = sub.add_parser('predict', description='Classify one video with the trained models of both streams (see nbs/12_predict.ipynb).')
     a.add_argument('video', help='a video file PyAV can decode')
     a.add_argument('--model', default='matdl', help='trained model (a folder of --results; default: matdl)')
     a.add_argument('--results', help="a dataset's results folder, results/<dataset> (default: that of params.yaml; the first replicate's models)")
-    a.add_argument('--out', default='.', help='folder for the timeline PNG (default: the current folder)')
+    a.add_argument('--out', default='.', help='folder for the timeline PNG, made if missing (default: the current folder)')
     a.add_argument('--stream', default='both', choices=('both', *STREAMS), help='run one stream alone (default: both, fused)')
     a.add_argument('--classes', help='classInd.txt-style file of the classes expected, in label order: refuse models trained on others')
-    a.add_argument('--top', type=int, default=5, help='classes listed per stream (default: 5)')
+    a.add_argument('--top', type=int_at_least(1, ' (classes listed per stream)'), default=5, help='classes listed per stream (default: 5)')
     return ap
+
 
 # %% ../nbs/11_cli.ipynb #92332fd4
 def run(argv=None):

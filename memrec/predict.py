@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_predict.ipynb #159eb018
 from __future__ import annotations
-import re, tempfile, time
+import os, re, tempfile, time
 from pathlib import Path
 import numpy as np, torch, yaml
 from .core import atomic_path, load_params, repo_root
@@ -15,10 +15,10 @@ from .sampling import aligned_indices
 from .bench import BENCHMARKS
 
 # %% auto #0
-__all__ = ['default_results', 'model_folder', 'load_stream_models', 'read_classes', 'check_classes', 'preprocessing',
-           'min_frames', 'decode', 'stage_frames', 'stage_flow', 'stream_backbone', 'video_features', 'feature_outputs',
-           'finetune_flow_fields', 'finetune_outputs', 'top_k', 'format_top', 'plot_timeline', 'timeline_rows',
-           'predict_video', 'bench_predict']
+__all__ = ['default_results', 'model_folder', 'model_files', 'load_stream_models', 'read_classes', 'check_classes',
+           'preprocessing', 'min_frames', 'decode', 'stage_frames', 'stage_flow', 'stream_backbone', 'video_features',
+           'feature_outputs', 'finetune_flow_fields', 'finetune_outputs', 'top_k', 'format_top', 'plot_timeline',
+           'timeline_rows', 'probe', 'check_args', 'predict_video', 'bench_predict']
 
 # %% ../nbs/12_predict.ipynb #702be6eb
 def default_results() -> Path:
@@ -36,33 +36,58 @@ def model_folder(results: Path, model: str, split: int | None = None, seed: int 
                   and (split is None or d.parent.name == f'split{split}') and (seed is None or d.name == f'seed{seed}'))
     return base / f'split{reps[0][0]}' / f'seed{reps[0][1]}' if reps else base
 
-def load_stream_models(results: str | Path, model: str, streams=STREAMS, device='cpu', split: int | None = None, seed: int | None = None) -> dict:
-    "The trained `model` of each of `streams` under `results` (`results/<dataset>`): {stream: (module in eval mode, model.pt dict)}."
-    from memrec.train import load_trained
-    results, out = Path(results), {}
-    if not results.is_dir(): raise MemrecError(f'--results {results}: no such folder (a dataset\'s results folder, results/<dataset>)')
-    if not (results / model).is_dir():
-        have = sorted(p.name for p in results.iterdir() if p.is_dir() and (any((p / s / 'model.pt').is_file() for s in STREAMS) or any(p.glob('split*/seed*/*/model.pt'))))
-        raise MemrecError(f'{results / model}: no results for model {model!r}; trained models in {results}: {", ".join(have) or "none"}')
-    base = model_folder(results, model, split, seed)
+def _trained(results: Path) -> str:
+    "The models with a `model.pt` under `results`, for the error lines."
+    have = sorted(p.name for p in results.iterdir() if p.is_dir() and (any((p / s / 'model.pt').is_file() for s in STREAMS) or any(p.glob('split*/seed*/*/model.pt'))))
+    return ', '.join(have) or 'none'
+
+def model_files(results: str | Path, model: str, streams=STREAMS, split: int | None = None, seed: int | None = None) -> dict:
+    "Each of `streams`' `model.pt` of `model` under `results` (`results/<dataset>`), checked to exist but not loaded: {stream: path}."
+    results = Path(results)
+    if not results.exists(): raise MemrecError(f"--results {results}: no such folder (a dataset's results folder, results/<dataset>; default: that of params.yaml)")
+    if not results.is_dir(): raise MemrecError(f"--results {results}: a file, not a folder; give a dataset's results folder, results/<dataset>")
+    if not model or model in ('.', '..') or '/' in model or os.sep in model:
+        raise MemrecError(f'--model {model!r}: not a model name (a folder of --results); trained models in {results}: {_trained(results)}')
+    base = results / model
+    if not base.is_dir() or not any(base.glob('*/model.pt')) and not any(base.glob('split*/seed*/*/model.pt')):
+        raise MemrecError(f'{base}: no results for model {model!r}; trained models in {results}: {_trained(results)}')
+    base, out = model_folder(results, model, split, seed), {}
     for s in streams:
         f = base / s / 'model.pt'
         if not f.is_file():
             other = [o for o in STREAMS if o != s][0]
             raise MemrecError(f'{f} does not exist: {model} was never trained on the {s} stream there (`dvc repro model@{model}`, '
                               f'or predict with the {other} stream alone: --stream {other})')
+        out[s] = f
+    return out
+
+def load_stream_models(results: str | Path, model: str, streams=STREAMS, device='cpu', split: int | None = None, seed: int | None = None) -> dict:
+    "The trained `model` of each of `streams` under `results` (`results/<dataset>`): {stream: (module in eval mode, model.pt dict)}."
+    from memrec.train import load_trained
+    out = {}
+    for s, f in model_files(results, model, streams, split, seed).items():
         try: out[s] = load_trained(f, device)
         except Exception as e: raise MemrecError(f'{f}: cannot load this model.pt ({type(e).__name__}: {e})') from e
     return out
 
+
 # %% ../nbs/12_predict.ipynb #0674a108
 def read_classes(path: str | Path) -> list[str]:
     "Class names in label order from a `classInd.txt`-style file (`<number> <name>` per line, any order) or one name per line."
-    p = Path(path)
-    if not p.is_file(): raise MemrecError(f'--classes {path}: no such file')
-    rows = [l.split(maxsplit=1) for l in p.read_text().splitlines() if l.strip()]
-    if rows and all(len(r) == 2 and r[0].isdigit() for r in rows): return [r[1].strip() for r in sorted(rows, key=lambda r: int(r[0]))]
-    return [' '.join(r) for r in rows]
+    p, form = Path(path), 'a classInd.txt-style text file: `<number> <name>` per line, or one name per line'
+    if p.is_dir(): raise MemrecError(f'--classes {path}: a folder, not a file; give {form}')
+    if not p.is_file(): raise MemrecError(f'--classes {path}: no such file (give {form})')
+    try: text = p.read_text()
+    except UnicodeDecodeError: raise MemrecError(f'--classes {path}: not UTF-8 text; give {form}') from None
+    except OSError as e: raise MemrecError(f'--classes {path}: cannot read it ({e.strerror}); give {form}') from None
+    rows = [l.split(maxsplit=1) for l in text.splitlines() if l.strip()]
+    if not rows: raise MemrecError(f'--classes {path}: holds no class names; give {form}')
+    numbered = all(len(r) == 2 and r[0].isdigit() for r in rows)
+    names = [r[1].strip() for r in sorted(rows, key=lambda r: int(r[0]))] if numbered else [' '.join(r) for r in rows]
+    for what, xs in (('number', [int(r[0]) for r in rows] if numbered else []), ('class', names)):
+        if dup := next((x for i, x in enumerate(xs) if x in xs[:i]), None):
+            raise MemrecError(f'--classes {path}: {what} {dup!r} appears twice; list each class once, in label order')
+    return names
 
 def _some(c, n: int = 3) -> str: return f'{len(c)} classes: ' + ', '.join(map(str, c[:n])) + (', ...' if len(c) > n else '')
 
@@ -283,6 +308,50 @@ def timeline_rows(outputs: dict, models: dict, fps: float, top: int, top_name: s
         else: rows.append({'kind': 'none', 'label': label, 'times': tt, 'what': f"{ck['model']} has no per-step outputs (one prediction per video)"})
     return rows
 
+# %% ../nbs/12_predict.ipynb #2122d36f
+def _av_reason(e: Exception, video: Path) -> str:
+    "FFmpeg's reason in PyAV's exception `e`, without its errno and the path."
+    return re.sub(r'\[Errno -?\d+\] ', '', str(e)).replace(f": '{video}'", '').strip() or type(e).__name__
+
+def probe(video: str | Path) -> int:
+    "The number of video streams in `video`'s container, read from its header (no frame decoded); one line if PyAV cannot open it or there is none."
+    import av
+    try:
+        with av.open(str(video), metadata_errors='ignore') as c: n = len(c.streams.video)
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise MemrecError(f'{video}: not a video PyAV can decode ({_av_reason(e, video)})') from None
+    if not n: raise MemrecError(f'{video}: holds no video stream (audio or data only); give a video file')
+    return n
+
+def check_args(video: str | Path, model: str = 'matdl', results: str | Path | None = None, out: str | Path | None = '.',
+               streams=STREAMS, classes: str | Path | list | None = None, top: int = 5) -> dict:
+    """`predict_video`'s arguments checked before anything is loaded, decoded or written: the video's `Path`, the
+    `results` folder, each stream's `model.pt` path (`files`), the expected `classes` (None: any) and the `streams`."""
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise MemrecError(f'--top {top!r}: must be an integer >= 1 (the classes listed per stream; default 5)')
+    streams = (streams,) if isinstance(streams, str) else tuple(streams)
+    if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) < len(streams):
+        raise MemrecError(f'--stream {" ".join(map(str, streams)) or "(none)"}: valid streams: {", ".join(STREAMS)}, each once (default: both)')
+    video = Path(video)
+    if video.is_dir(): raise MemrecError(f'{video}: a folder, not a video file; give one video file (memrec predict VIDEO)')
+    if not video.exists(): raise MemrecError(f'{video}: no such file')
+    if not video.is_file(): raise MemrecError(f'{video}: not a regular file; give one video file')
+    if not os.access(video, os.R_OK): raise MemrecError(f'{video}: cannot read it (permission denied)')
+    if out is not None:
+        o = Path(out)
+        if o.exists() and not o.is_dir(): raise MemrecError(f'--out {out}: an existing file, not a folder; name a folder for the timeline PNG (made if missing)')
+        up = next(p for p in (o.absolute(), *o.absolute().parents) if p.exists())
+        if not up.is_dir(): raise MemrecError(f'--out {out}: {up} is a file, so no folder can be made there; name a folder for the timeline PNG')
+        if not os.access(up, os.W_OK | os.X_OK): raise MemrecError(f'--out {out}: cannot write in {up} (permission denied); name a folder you can write')
+        png = o / f'{video.stem}_{model}_timeline.png'
+        if png.is_dir(): raise MemrecError(f'--out {out}: {png} is a folder, so the timeline PNG cannot be written; remove it or name another --out')
+    results = Path(results) if results else default_results()
+    files = model_files(results, model, streams)
+    expected = read_classes(classes) if isinstance(classes, (str, Path)) else None if classes is None else [str(c) for c in classes]
+    probe(video)
+    return {'video': video, 'results': results, 'files': files, 'classes': expected, 'streams': streams}
+
+
 # %% ../nbs/12_predict.ipynb #9e05ed3f
 def _fallback_params() -> dict | None:
     try: return load_params(repo_root() / 'params.yaml')
@@ -293,12 +362,10 @@ def predict_video(video: str | Path, model: str = 'matdl', results: str | Path |
     """Classify `video` with the trained `model` of each of `streams` under `results`, fused by averaging probabilities;
     print the top-`top` table and write `<out>/<video stem>_<model>_timeline.png` (none if `out` is None). Returns the
     classes, each stream's and the fused probabilities, the printed top lists and the timeline's path."""
-    t0, video = time.time(), Path(video)
-    if not video.is_file(): raise MemrecError(f'{video}: no such file')
-    results = Path(results) if results else default_results()
-    models = load_stream_models(results, model, tuple(streams))
-    expected = read_classes(classes) if isinstance(classes, (str, Path)) else classes
-    names = check_classes(models, expected, f'--classes {classes}' if isinstance(classes, (str, Path)) else 'classes')
+    t0, a = time.time(), check_args(video, model, results, out, streams, classes, top)   # every argument, before any work
+    video, results = a['video'], a['results']
+    models = load_stream_models(results, model, a['streams'])
+    names = check_classes(models, a['classes'], f'--classes {classes}' if isinstance(classes, (str, Path)) else 'classes')
     fb = _fallback_params(); preps = {s: preprocessing(ck, fb) for s, (_, ck) in models.items()}
     shared = {(p['short_side'], tuple(sorted(p['flow'].items()))) for p in preps.values()}
     if len(shared) > 1: raise MemrecError(f'the streams were trained on frames or flow made differently ({preps}); retrain one of them')
