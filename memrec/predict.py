@@ -85,7 +85,7 @@ def read_classes(path: str | Path) -> list[str]:
     numbered = all(len(r) == 2 and r[0].isdigit() for r in rows)
     names = [r[1].strip() for r in sorted(rows, key=lambda r: int(r[0]))] if numbered else [' '.join(r) for r in rows]
     for what, xs in (('number', [int(r[0]) for r in rows] if numbered else []), ('class', names)):
-        if dup := next((x for i, x in enumerate(xs) if x in xs[:i]), None):
+        if (dup := next((x for i, x in enumerate(xs) if x in xs[:i]), None)) is not None:
             raise MemrecError(f'--classes {path}: {what} {dup!r} appears twice; list each class once, in label order')
     return names
 

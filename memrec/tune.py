@@ -344,32 +344,54 @@ def tune(model: str, params: dict | None = None, root=None, grid: dict | None = 
     return {'runs': runs, 'summary': summary, 'chosen': cfg['points'][chosen], 'csv': out / f'{name}.csv', 'md': out / f'{name}.md'}
 
 # %% ../nbs/08e_tune.ipynb #a048908f
+def _grid_arg(v: str) -> dict:
+    "`--grid`: YAML for a non-empty mapping of dotted keys to non-empty lists of values."
+    from memrec.schema import yaml_line
+    eg = "e.g. '{models.lstm.train.lr: [0.01, 0.1]}'"
+    try: g = yaml.safe_load(v)
+    except yaml.YAMLError as e: raise argparse.ArgumentTypeError(f'not valid YAML ({yaml_line(e, "grid")}); give a mapping of dotted keys to lists, {eg}') from None
+    if not isinstance(g, dict) or not g: raise argparse.ArgumentTypeError(f'must be a mapping of dotted keys to lists of values, {eg}; got {v!r}')
+    if bad := next((k for k, vs in g.items() if not isinstance(vs, list) or not vs), None):
+        raise argparse.ArgumentTypeError(f'{bad}: must be a non-empty list of values, {eg}; got {g[bad]!r}')
+    return g
+
+def _name_arg(v: str) -> str:
+    "`--name`: a plain file name (it names `reports/<dataset>/tuning/<name>.md` and a `tune.grid` entry)."
+    import re
+    if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]*', v):
+        raise argparse.ArgumentTypeError(f'must be a plain name of letters, digits, _ . - (it names reports/<dataset>/tuning/<name>.md), got {v!r}')
+    return v
+
 def main(argv=None):
-    "`python -m memrec.tune`: tune one model's hyper-parameters on validation; an error is one line, exit status 2."
-    ap = argparse.ArgumentParser(prog='python -m memrec.tune', description='Choose hyper-parameters of one model on validation groups '
-                                 'held out from training (never test): params.yaml tune.grid.<model>.')
+    "`python -m memrec.tune` (`memrec tune`): tune one model's hyper-parameters on validation; an error is one line, exit status 2."
+    from memrec.cli import EXPECTED, Parser, error_line, int_at_least
+    from memrec.schema import dataset_names
+    ap = Parser(prog='memrec tune', description='Choose hyper-parameters of one model on validation groups held out from '
+                'training (never test): params.yaml tune.grid.<model>. Also: python -m memrec.tune.')
     ap.add_argument('--model', required=True, help='a models: entry of params.yaml')
-    ap.add_argument('--dataset', help='tune on this dataset (default: params.yaml dataset)')
-    ap.add_argument('--streams', nargs='+', help='streams to tune on (default: tune.streams, else both)')
-    ap.add_argument('--grid', help="a grid replacing tune.grid.<model>, as YAML: '{models.M.train.lr: [0.01, 0.1]}'")
-    ap.add_argument('--name', help='report reports/<dataset>/tuning/<name>.md (default: the model), grid tune.grid.<name> if there is one')
-    ap.add_argument('--splits', nargs='+', type=int, help='splits (default: tune.splits)')
-    ap.add_argument('--seeds', nargs='+', type=int, help='seeds (default: tune.seeds)')
+    ap.add_argument('--dataset', choices=sorted(dataset_names()), help='tune on this dataset (default: params.yaml dataset)')
+    ap.add_argument('--streams', nargs='+', choices=STREAMS, help='streams to tune on (default: tune.streams, else both)')
+    ap.add_argument('--grid', type=_grid_arg, help="a grid replacing tune.grid.<model>, as YAML: '{models.M.train.lr: [0.01, 0.1]}'")
+    ap.add_argument('--name', type=_name_arg, help='report reports/<dataset>/tuning/<name>.md (default: the model), grid tune.grid.<name> if there is one')
+    ap.add_argument('--splits', nargs='+', type=int_at_least(0, ' (official splits of the dataset)'), help='splits (default: tune.splits)')
+    ap.add_argument('--seeds', nargs='+', type=int_at_least(0), help='seeds (default: tune.seeds)')
     ap.add_argument('--write', action='store_true', help='put the chosen values into params.yaml')
     a = ap.parse_args(argv)
+    for flag in ('streams', 'splits', 'seeds'):
+        xs = getattr(a, flag) or []
+        if (dup := next((x for i, x in enumerate(xs) if x in xs[:i]), None)) is not None: ap.error(f'argument --{flag}: {dup} given twice; give each once')
     try:
         params = load_params(repo_root() / 'params.yaml')
         if a.dataset: params['dataset'] = a.dataset
-        grid = yaml.safe_load(a.grid) if a.grid else None
         threads = (params.get('runtime') or {}).get('threads') or (params.get('train') or {}).get('threads') or 1
         torch.set_num_threads(int(threads))
         cmd = 'python -m memrec.tune ' + shlex.join(argv if argv is not None else sys.argv[1:])
-        res = tune(a.model, params, grid=grid, streams=a.streams, name=a.name, write=a.write, command=cmd.strip(), splits=a.splits, seeds=a.seeds)
-    except (MemrecError, ValueError, KeyError, FileNotFoundError, yaml.YAMLError) as e:
+        res = tune(a.model, params, grid=a.grid, streams=a.streams, name=a.name, write=a.write, command=cmd.strip(), splits=a.splits, seeds=a.seeds)
+    except EXPECTED as e:
         if os.environ.get('MEMREC_DEBUG', '') not in ('', '0'): raise
-        from memrec.cli import error_line
-        print(f'memrec tune: error: {error_line(e)}', file=sys.stderr); sys.exit(2)
+        print(f'memrec: error: {error_line(e)}', file=sys.stderr); sys.exit(2)
     print(f'tune {a.model}: chosen {_label(res["chosen"])}' + (' (written to params.yaml)' if a.write else '') + f'; report {res["md"]}')
     return res
 
 if __name__ == '__main__' and 'get_ipython' not in globals(): main()
+

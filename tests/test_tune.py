@@ -3,7 +3,7 @@
 * Model selection never sees test data: with every read of a test video's row of a feature store made to fail,
   tuning runs; with the test videos' features deleted and their labels moved to a class of their own, it gives
   exactly the same validation results.
-* Bad input: one line `memrec tune: error: ...` naming the key, exit status 2, and no training started.
+* Bad input: one line `memrec: error: ...` naming the key, exit status 2, and no training started.
 * `--write` on a copy of the project's params.yaml changes only the chosen values' text."""
 import itertools, shutil
 from pathlib import Path
@@ -90,7 +90,7 @@ def test_bad_input_is_one_line_before_training(tmp_path, monkeypatch, capsys, ch
     monkeypatch.chdir(d)
     with pytest.raises(SystemExit) as e: T.main(args)
     err = capsys.readouterr().err
-    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith('memrec tune: error: ') and needle in err, err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith('memrec: error: ') and needle in err, err
 
 def test_write_params_changes_only_the_chosen_values(tmp_path):
     from memrec.tune import write_params
