@@ -16,7 +16,8 @@ __all__ = ['PARAM_SOURCES', 'FOLDERS', 'NOTEBOOK_LANGUAGE', 'INLINE', 'RUNNERS',
            'row_models', 'row_attrs', 'published_for', 'row_notes', 'MissingResults', 'collect', 'mean_sd_text',
            'side_by_side', 'to_markdown', 'ours_column', 'replicate_keys', 'replicate_scores', 'replicate_table',
            'replicates_note', 'paired_values', 'pair_seeds', 'paired_row', 'report_figure', 'write_report',
-           'declared_parameters', 'notebook_parameters', 'NotebookError', 'run_notebook', 'run_table', 'tables', 'main']
+           'declared_parameters', 'notebook_parameters', 'NotebookError', 'run_notebook', 'run_table', 'tables',
+           'check_notebook_names', 'main']
 
 # %% ../nbs/10_tables.ipynb #448bbc55
 def _data_file(name: str) -> Path:
@@ -380,12 +381,25 @@ def tables(params: dict | None = None, root=None, notebooks: list[str] | None = 
 # %% ../nbs/10_tables.ipynb #1746b177
 TABLE_SECTIONS = ('dataset', 'replicates', 'fusion', 'localise', 'tables')   # validated by the stage itself (see below)
 
+def check_notebook_names(names, root=None) -> str | None:
+    "What is wrong with the table notebooks `names` of the command line (None: nothing): each a table notebook of nbs/, once."
+    nbs = Path(root or repo_root()) / 'nbs'
+    valid = sorted(f.stem for f in nbs.glob('*.ipynb') if not f.stem[:1].isdigit())   # 00_core ...: library notebooks
+    for i, nb in enumerate(names):
+        if nb in names[:i]: return f'{nb!r} given twice; give each notebook once'
+        if nb not in valid:
+            what = 'a library notebook, not a table' if (nbs / f'{nb}.ipynb').exists() else f'no notebook nbs/{nb}.ipynb'
+            return f'{nb!r}: {what}; give a name without nbs/ and .ipynb; valid notebooks: {", ".join(valid) or "none"}'
+
 def main(argv=None):
     "`python -m memrec.tables [NAME ...]`: run these table notebooks (the stages `tables@NAME` of dvc.yaml)."
-    ap = argparse.ArgumentParser(prog='python -m memrec.tables', description='Execute table notebooks into reports/<dataset>/')
+    from memrec.cli import EXPECTED, Parser, error_line
+    ap = Parser(prog='python -m memrec.tables', description='Execute table notebooks into reports/<dataset>/')
     ap.add_argument('notebooks', nargs='*', help='table notebooks (nbs/NAME.ipynb); default: params.yaml tables.notebooks')
     args = ap.parse_args(argv)
-    from memrec.cli import EXPECTED, error_line
+    try: bad = check_notebook_names(args.notebooks)
+    except FileNotFoundError: bad = None                        # no params.yaml: the line below says so
+    if bad: ap.error(f'argument notebooks: {bad}')
     from memrec.schema import read_params, validate_sections
     try: tables(validate_sections(read_params(), TABLE_SECTIONS), notebooks=args.notebooks or None)
     except EXPECTED as e:
