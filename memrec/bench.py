@@ -11,8 +11,8 @@ from .core import Registry, device as default_device
 from .models.base import masked_mean
 
 # %% auto #0
-__all__ = ['BENCHMARKS', 'time_round_robin', 'bench_matdl', 'bench_flow', 'bench_finetune', 'bench_cluster', 'bench_train',
-           'bench_memory', 'bench_pipeline', 'main']
+__all__ = ['BENCHMARKS', 'ZERO_OK', 'time_round_robin', 'bench_matdl', 'bench_flow', 'bench_finetune', 'bench_cluster',
+           'bench_train', 'bench_memory', 'bench_pipeline', 'bench_args', 'main']
 
 # %% ../nbs/13_bench.ipynb #209d99b3
 BENCHMARKS = Registry('benchmark', 'python -m memrec.bench NAME')
@@ -297,24 +297,61 @@ def bench_pipeline(edit: str = '', keep: bool = False, log=print) -> dict:
             'per_stage': per_stage, 'unit_core_s': unit_s}
 
 # %% ../nbs/13_bench.ipynb #2b439936
-def _convert(v: str, default):
-    if isinstance(default, bool): return v.lower() in ('1', 'true', 'yes')
-    return type(default)(v) if default is not None else v
+ZERO_OK = ('threads', 'seed', 'warmup')       # integers where 0 is meaningful: all threads, seed 0, no warm-up round
+
+def _convert(name: str, key: str, v: str, default):
+    "`v` of `key=v` as the type of `key`'s `default`, in its range: an integer >= 1 (>= 0 in `ZERO_OK` or when the default is 0), a finite positive float, a boolean."
+    from memrec.schema import MemrecError
+    bad = lambda why: MemrecError(f'{name}: {key}={v}: {why} (default {default!r})')
+    if isinstance(default, bool):
+        if v.lower() in ('1', 'true', 'yes'): return True
+        if v.lower() in ('0', 'false', 'no'): return False
+        raise bad('must be true or false (also 1/0, yes/no)')
+    if isinstance(default, int):
+        try: n = int(v)
+        except ValueError: raise bad('must be an integer') from None
+        lo = 0 if key in ZERO_OK or default == 0 else 1
+        if n < lo: raise bad(f'must be an integer >= {lo}')
+        return n
+    if isinstance(default, float):
+        import math
+        try: x = float(v)
+        except ValueError: raise bad('must be a number') from None
+        if not math.isfinite(x) or x < 0 or (x == 0 and default > 0): raise bad(f'must be a finite number {"> 0" if default > 0 else ">= 0"}')
+        return x
+    if key == 'edit':                                  # bench pipeline: a Python statement on the copied params
+        try: compile(v, 'edit', 'exec')
+        except SyntaxError as e: raise bad(f'not a Python statement ({e.msg}); e.g. edit="p[\'replicates\'][\'seeds\']=[0]"') from None
+    return v
+
+def bench_args(argv) -> tuple:
+    "The benchmark `argv[0]` and its keywords from `key=value` arguments, each checked (`_convert`) before it runs."
+    from memrec.schema import MemrecError
+    try: fn = BENCHMARKS.get(argv[0])
+    except KeyError as e: raise MemrecError(e.args[0]) from None
+    params, kw = {k: p.default for k, p in inspect.signature(fn).parameters.items() if k != 'log'}, {}
+    for a in argv[1:]:
+        k, sep, v = a.partition('=')
+        if not sep or k not in params:
+            raise MemrecError(f'{argv[0]}: bad argument {a!r}: expected key=value with key in {", ".join(params)}')
+        if k in kw: raise MemrecError(f'{argv[0]}: {k} given twice ({k}={kw[k]!r} and {a}); give each key once')
+        kw[k] = _convert(argv[0], k, v, params[k])
+    return fn, kw
 
 def main(argv=None):
-    "Entry point of `python -m memrec.bench NAME [key=value ...]`."
+    "Entry point of `python -m memrec.bench NAME [key=value ...]`; a bad argument is one line `memrec: error: bench: ...`, exit status 2."
+    import os
+    from memrec.schema import MemrecError
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help'):
         print(f'usage: python -m memrec.bench NAME [key=value ...]; benchmarks: {", ".join(sorted(BENCHMARKS))}')
         return
-    fn, kw = BENCHMARKS.get(argv[0]), {}
-    params = {k: p.default for k, p in inspect.signature(fn).parameters.items() if k != 'log'}
-    for a in argv[1:]:
-        k, sep, v = a.partition('=')
-        if not sep or k not in params:
-            raise ValueError(f'bad argument {a!r}: expected key=value with key in {", ".join(params)}')
-        kw[k] = _convert(v, params[k])
+    try: fn, kw = bench_args(argv)
+    except MemrecError as e:
+        if os.environ.get('MEMREC_DEBUG', '') not in ('', '0'): raise
+        print(f'memrec: error: bench: {e}', file=sys.stderr); sys.exit(2)
     return fn(**kw)
+
 
 # %% ../nbs/13_bench.ipynb #75711c59
 #| eval: false
