@@ -319,7 +319,7 @@ def probe(video: str | Path) -> int:
     try:
         with av.open(str(video), metadata_errors='ignore') as c: n = len(c.streams.video)
     except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise MemrecError(f'{video}: not a video PyAV can decode ({_av_reason(e, video)})') from None
+        raise MemrecError(f'{video}: not a video PyAV can decode ({_av_reason(e, video)}); give a video file (mp4, avi, ...)') from None
     if not n: raise MemrecError(f'{video}: holds no video stream (audio or data only); give a video file')
     return n
 
@@ -334,7 +334,7 @@ def check_args(video: str | Path, model: str = 'matdl', results: str | Path | No
         raise MemrecError(f'--stream {" ".join(map(str, streams)) or "(none)"}: valid streams: {", ".join(STREAMS)}, each once (default: both)')
     video = Path(video)
     if video.is_dir(): raise MemrecError(f'{video}: a folder, not a video file; give one video file (memrec predict VIDEO)')
-    if not video.exists(): raise MemrecError(f'{video}: no such file')
+    if not video.exists(): raise MemrecError(f'{video}: no such file; give the path of a video file (memrec predict VIDEO)')
     if not video.is_file(): raise MemrecError(f'{video}: not a regular file; give one video file')
     if not os.access(video, os.R_OK): raise MemrecError(f'{video}: cannot read it (permission denied)')
     if out is not None:

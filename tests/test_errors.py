@@ -121,3 +121,58 @@ def test_repository_params_are_valid():
     from memrec.schema import validate_params
     p = copy.deepcopy(PARAMS)
     assert validate_params(p, root=ROOT) == PARAMS
+
+# --- command-line flags and `memrec predict` arguments (issue 25 §1 flags, §5): checked before any work ---
+def predict_inputs(d: Path):
+    "What the predict cases need in the scratch folder `d`: a file that is no video, text files, and results/synth with dummy model.pt files."
+    (d / 'clip.avi').write_bytes(b'not a video\n' * 50); (d / 'notes.txt').write_text('notes\n'); (d / 'empty.txt').write_text('\n')
+    for m, streams in (('matdl', ('spatial', 'temporal')), ('convnet', ('spatial',))):
+        for s in streams: (d / 'results/synth' / m / s).mkdir(parents=True); (d / 'results/synth' / m / s / 'model.pt').write_bytes(b'')
+
+CLI_CASES = {   # id: (arguments of `memrec`, or `-m <module> ...` for python -m, what the line must contain)
+    'predict_top_zero': ('predict clip.avi --top 0', ['predict: argument --top: must be an integer >= 1', "got '0'"]),
+    'predict_top_negative': ('predict clip.avi --top -1', ['argument --top: must be an integer >= 1', "got '-1'"]),
+    'predict_stream': ('predict clip.avi --stream rgb', ["argument --stream: invalid choice: 'rgb'", "'both', 'spatial', 'temporal'"]),
+    'predict_video_folder': ('predict results', ['results: a folder, not a video file; give one video file']),
+    'predict_video_missing': ('predict gone.avi', ['gone.avi: no such file; give the path of a video file']),
+    'predict_not_a_video': ('predict clip.avi', ['clip.avi: not a video PyAV can decode', 'give a video file']),
+    'predict_out_file': ('predict clip.avi --out notes.txt', ['--out notes.txt: an existing file, not a folder', 'name a folder']),
+    'predict_out_under_file': ('predict clip.avi --out notes.txt/png', ['--out notes.txt/png:', 'is a file, so no folder can be made', 'name a folder']),
+    'predict_results_missing': ('predict clip.avi --results nowhere', ['--results nowhere: no such folder', 'results/<dataset>']),
+    'predict_results_file': ('predict clip.avi --results notes.txt', ['--results notes.txt: a file, not a folder', 'results/<dataset>']),
+    'predict_model': ('predict clip.avi --model lstm', ["no results for model 'lstm'", 'trained models in', 'results/synth: convnet, matdl']),
+    'predict_one_stream': ('predict clip.avi --model convnet', ['convnet was never trained on the temporal stream', '--stream spatial']),
+    'predict_classes_missing': ('predict clip.avi --classes none.txt', ['--classes none.txt: no such file', 'classInd.txt-style']),
+    'predict_classes_empty': ('predict clip.avi --classes empty.txt', ['--classes empty.txt: holds no class names', 'one name per line']),
+    'predict_classes_folder': ('predict clip.avi --classes results', ['--classes results: a folder, not a file', 'classInd.txt-style']),
+    'run_workers': ('run --model lstm --workers 0', ['run: argument --workers: must be an integer >= 1', "got '0'"]),
+    'train_seed': ('train --model lstm --stream spatial --seed -1', ['train: argument --seed: must be an integer >= 0', "got '-1'"]),
+    'fuse_split': ('fuse --model lstm --split two', ['fuse: argument --split: must be an integer >= 0', "got 'two'"]),
+    'tune_seeds_twice': ('tune --model lstm --seeds 0 0', ['tune: argument --seeds: 0 given twice; give each once']),
+    'tune_splits': ('tune --model lstm --splits -1', ['tune: argument --splits: must be an integer >= 0', "got '-1'"]),
+    'tune_grid': ('tune --model lstm --grid [0.1]', ['tune: argument --grid: must be a mapping of dotted keys to lists', '{models.lstm.train.lr: [0.01, 0.1]}']),
+    'tune_name': ('tune --model lstm --name ../lstm', ['tune: argument --name: must be a plain name of letters, digits', "got '../lstm'"]),
+    'tune_dataset': ('tune --model lstm --dataset ucf', ["tune: argument --dataset: invalid choice: 'ucf'", "'synth', 'ucf101'"]),
+    'tune_streams': ('tune --model lstm --streams rgb', ["tune: argument --streams: invalid choice: 'rgb'", "'spatial', 'temporal'"]),
+    'tables_notebook': ('-m memrec.tables tabel2', ["tables: argument notebooks: 'tabel2': no notebook nbs/tabel2.ipynb", 'valid notebooks:', 'table2']),
+    'tables_twice': ('-m memrec.tables table2 table2', ["tables: argument notebooks: 'table2' given twice; give each notebook once"]),
+    'bench_name': ('-m memrec.bench matdll', ["bench: Unknown benchmark 'matdll'", 'valid benchmark names:', 'matdl']),
+    'bench_count': ('-m memrec.bench matdl B=0', ['bench: matdl: B=0: must be an integer >= 1 (default 64)']),
+    'bench_key': ('-m memrec.bench matdl batch=8', ["bench: matdl: bad argument 'batch=8': expected key=value with key in B, T"]),
+    'bench_flag': ('-m memrec.bench finetune amp=maybe', ['bench: finetune: amp=maybe: must be true or false']),
+}
+
+def run_bad_python(cmd: str, d: Path, expect) -> str:
+    "`run_bad` for `python <cmd>` (a module's own command line, e.g. `-m memrec.tables NAME`)."
+    env = {**{k: v for k, v in os.environ.items() if k != 'MEMREC_DEBUG'}, 'MEMREC_QUIET': '1'}
+    before = snapshot(d); r = subprocess.run([sys.executable, *cmd.split()], cwd=d, env=env, capture_output=True, text=True, timeout=120)
+    after = snapshot(d); line = assert_one_line(r, expect)
+    assert after == before, f'bad input changed the tree: {sorted(set(after) ^ set(before))}'
+    return line
+
+@pytest.mark.parametrize('case', CLI_CASES)
+def test_cli_case(tmp_path, case):
+    cmd, expect = CLI_CASES[case]
+    d = scratch(tmp_path)
+    if cmd.startswith('predict'): predict_inputs(d)
+    print(run_bad_python(cmd, d, expect) if cmd.startswith('-m ') else run_bad(cmd, d, expect))

@@ -111,3 +111,26 @@ def test_no_half_written_timeline(repo, tmp_path, monkeypatch):
     with pytest.raises(OSError, match='disk full'):
         predict_video(CLIPS / 'mmaction2_demo_demo_skeleton.mp4', 'matdl', results(repo), out=tmp_path, log=lambda *a: None)
     assert list(tmp_path.iterdir()) == []
+
+def test_arguments_checked_before_any_work(repo, tmp_path, capsys, monkeypatch):
+    "Each bad argument fails before a model is loaded or a frame decoded, as one line, and creates nothing (no --out folder)."
+    import memrec.predict as P, memrec.train as T
+    monkeypatch.setattr(T, 'load_trained', lambda *a, **k: pytest.fail('a model was loaded before the arguments were checked'))
+    monkeypatch.setattr(P, 'decode', lambda *a, **k: pytest.fail('the video was decoded before the arguments were checked'))
+    clip, out = CLIPS / 'mmaction2_tests_data_test.avi', tmp_path / 'new' / 'out'
+    (tmp_path / 'taken.png').write_bytes(b'')
+    (tmp_path / 'empty.txt').write_text('')
+    cases = [([str(clip), '--top', '0'], 'argument --top: must be an integer >= 1'),
+             ([str(clip), '--top', '-1'], 'argument --top: must be an integer >= 1'),
+             ([str(CLIPS)], f'{CLIPS}: a folder, not a video file'),
+             ([str(clip), '--out', str(tmp_path / 'taken.png')], 'taken.png: an existing file, not a folder'),
+             ([str(clip), '--classes', str(tmp_path / 'empty.txt')], 'empty.txt: holds no class names'),
+             ([str(clip), '--model', 'lstm'], "no results for model 'lstm'; trained models in"),
+             ([str(tmp_path / 'empty.txt')], 'empty.txt: not a video PyAV can decode')]
+    for argv, expect in cases:
+        if '--out' not in argv: argv = [*argv, '--out', str(out)]
+        rc, stdout, err = run(['predict', *argv], capsys, repo)
+        assert rc == 2 and err.count('\n') == 1 and err.startswith('memrec: error: ') and expect in err, (argv, rc, err)
+        assert not (tmp_path / 'new').exists() and stdout == ''
+    with pytest.raises(Exception, match='--top 0: must be an integer >= 1'):          # the Python API checks too
+        P.predict_video(clip, 'matdl', results(repo), out=out, top=0, log=lambda *a: None)
