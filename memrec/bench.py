@@ -352,7 +352,6 @@ def main(argv=None):
         print(f'memrec: error: bench: {e}', file=sys.stderr); sys.exit(2)
     return fn(**kw)
 
-
 # %% ../nbs/13_bench.ipynb #75711c59
 #| eval: false
 if __name__ == '__main__' and not IN_NOTEBOOK:

@@ -95,7 +95,6 @@ def parser() -> Parser:
     a.add_argument('--top', type=int_at_least(1, ' (classes listed per stream)'), default=5, help='classes listed per stream (default: 5)')
     return ap
 
-
 # %% ../nbs/11_cli.ipynb #92332fd4
 def run(argv=None):
     "Parse the command line, check params.yaml and the stage's inputs, run the stage."

@@ -70,7 +70,6 @@ def load_stream_models(results: str | Path, model: str, streams=STREAMS, device=
         except Exception as e: raise MemrecError(f'{f}: cannot load this model.pt ({type(e).__name__}: {e})') from e
     return out
 
-
 # %% ../nbs/12_predict.ipynb #0674a108
 def read_classes(path: str | Path) -> list[str]:
     "Class names in label order from a `classInd.txt`-style file (`<number> <name>` per line, any order) or one name per line."
@@ -350,7 +349,6 @@ def check_args(video: str | Path, model: str = 'matdl', results: str | Path | No
     expected = read_classes(classes) if isinstance(classes, (str, Path)) else None if classes is None else [str(c) for c in classes]
     probe(video)
     return {'video': video, 'results': results, 'files': files, 'classes': expected, 'streams': streams}
-
 
 # %% ../nbs/12_predict.ipynb #9e05ed3f
 def _fallback_params() -> dict | None:

@@ -394,4 +394,3 @@ def main(argv=None):
     return res
 
 if __name__ == '__main__' and 'get_ipython' not in globals(): main()
-
