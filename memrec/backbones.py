@@ -11,6 +11,7 @@ import numpy as np, pandas as pd, torch, torch.nn as nn
 from .core import Registry, atomic_path, atomic_write_json, load_params, prepare_outdir, progress, useful
 from .paths import data_dir, features_dir, flow_dir, frames_dir
 from .download import tv_state_dict
+from .errors import WeightsUnavailable
 from .executor import map_items, runtime_params, write_report
 from .sampling import aligned_indices
 from .flow import FLOW_ZERO
@@ -186,7 +187,12 @@ def _normalise(x: torch.Tensor, bb: Backbone, stream: str) -> torch.Tensor:
 # %% ../nbs/06_backbones.ipynb #043f4084
 _BACKBONE = {}
 def cached_backbone(name: str, in_chans: int = 3, weights: str | None = None) -> Backbone:
-    "`BACKBONES[name](in_chans, weights)`, built once per process (the last one asked for is kept)."
+    """`BACKBONES[name](in_chans, weights)`, built once per process (the last one asked for is kept); a `weights` file
+    (`features.weights`) that does not exist, or pre-trained weights that cannot be downloaded, are a one-line
+    `WeightsUnavailable` naming `features.weights` and the fix."""
+    if weights and not Path(weights).expanduser().is_file():
+        raise WeightsUnavailable(f'features.weights: weights file {weights} does not exist; set features.weights to the {name} '
+                                 f'weights file (a state dict), or to null for the ImageNet weights')
     key = (name, in_chans, weights)
     if key not in _BACKBONE: _BACKBONE.clear(); _BACKBONE[key] = BACKBONES.get(name)(in_chans=in_chans, weights=weights)
     return _BACKBONE[key]

@@ -6,24 +6,13 @@
 from __future__ import annotations
 import argparse, os, sys
 from pathlib import Path
-import yaml
-from .core import repo_root
-from .schema import MemrecError, TRAIN_MODES, read_params, validate_params, yaml_line
+from .core import check_device, repo_root
+from .errors import EXPECTED, MemrecError, MissingResults, Parser, error_line, int_at_least   # defined in memrec.errors (nbs/00c_errors); importable from here too
+from .schema import TRAIN_MODES, read_params, validate_params
 
 # %% auto #0
-__all__ = ['EXPECTED', 'error_line', 'train_mode', 'check_model', 'feature_streams', 'check_features', 'Parser', 'int_at_least',
-           'parser', 'run', 'main']
-
-# %% ../nbs/11_cli.ipynb #bb2da43a
-EXPECTED = (MemrecError, ValueError, KeyError, TypeError, FileNotFoundError, yaml.YAMLError)
-
-def error_line(e: BaseException) -> str:
-    "The one line printed for expected error `e`."
-    if isinstance(e, yaml.YAMLError): msg = yaml_line(e)
-    elif isinstance(e, KeyError) and len(e.args) == 1: msg = str(e.args[0])
-    else: msg = str(e)
-    msg = ' '.join(s.strip() for s in msg.splitlines() if s.strip()) or type(e).__name__
-    return msg if isinstance(e, MemrecError) else f'{msg} ({type(e).__name__}; MEMREC_DEBUG=1 shows the traceback)'
+__all__ = ['TORCH_STAGES', 'train_mode', 'check_model', 'feature_streams', 'check_features', 'check_inputs', 'parser', 'run',
+           'main']
 
 # %% ../nbs/11_cli.ipynb #b4c3b54f
 def train_mode(params: dict) -> str:
@@ -53,22 +42,26 @@ def check_features(params: dict, model: str, stream: str, root: str | Path | Non
         if not d.is_dir() or not any(not f.name.startswith('.') for f in d.iterdir()):
             raise MemrecError(f'{d.relative_to(root)} is missing or empty: run `dvc repro features@{s}` to compute the cached {s} features')
 
+# %% ../nbs/11_cli.ipynb #5707f67e
+def _present(path: Path) -> bool:
+    "A file, or a folder holding something other than hidden files (a stage's stamp)."
+    return path.is_file() if path.suffix else path.is_dir() and any(not f.name.startswith('.') for f in path.iterdir())
+
+def check_inputs(stage: str, params: dict, streams=(), root: str | Path | None = None):
+    "What `stage` (on `streams`) reads from the stages before it must exist, else a one-line `MissingResults` naming the DVC stage to run."
+    from memrec.paths import flow_dir, frames_dir, index_path
+    root = Path(root or repo_root()); ds = params['dataset']; tuned = train_mode(params) == 'finetune'
+    need = [(index_path(ds, root), 'prepare', 'the video index')] if stage in ('frames', 'flow') or tuned and stage in ('run', 'train') else []
+    if stage == 'flow': need.append((frames_dir(ds, root), 'frames', 'the decoded frames'))
+    if stage == 'features' or tuned and stage in ('run', 'train'):
+        need += [(frames_dir(ds, root), 'frames', 'the decoded frames') if s == 'spatial' else (flow_dir(ds, root), 'flow', 'the optical flow')
+                 for s in dict.fromkeys(streams)]
+    for path, before, what in need:
+        if not _present(path):
+            raise MissingResults(f'{path.relative_to(root)} is missing{"" if path.suffix else " or empty"}: `memrec {stage}` reads {what}; '
+                                 f'run `dvc repro {before}` first')
+
 # %% ../nbs/11_cli.ipynb #0de7ba0d
-class Parser(argparse.ArgumentParser):
-    "argparse, with a usage error as one line `memrec: error: ...` (exit status 2) like every other error."
-    def error(self, message):
-        sub = self.prog.split()[-1].removeprefix('memrec.') + ': ' if ' ' in self.prog else ''   # `memrec train`, `python -m memrec.tune`
-        self.exit(2, f'memrec: error: {sub}{" ".join(message.split())} (see `{self.prog} -h`)\n')
-
-def int_at_least(lo: int, what: str = ''):
-    "An argparse `type`: an integer >= `lo` (`what` says what it counts), else a usage error naming the range and the value."
-    def integer(v: str) -> int:
-        try: n = int(v)
-        except ValueError: n = None
-        if n is None or n < lo: raise argparse.ArgumentTypeError(f'must be an integer >= {lo}{what}, got {v!r}')
-        return n
-    return integer
-
 def parser() -> Parser:
     "The `memrec` command line: a subcommand per stage."
     from memrec.backbones import STREAMS
@@ -96,6 +89,8 @@ def parser() -> Parser:
     return ap
 
 # %% ../nbs/11_cli.ipynb #92332fd4
+TORCH_STAGES = ('flow', 'features', 'run', 'train', 'evaluate')   # stages that put tensors on `memrec.core.device()`
+
 def run(argv=None):
     "Parse the command line, check params.yaml and the stage's inputs, run the stage."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -107,11 +102,16 @@ def run(argv=None):
         return predict_video(args.video, args.model, args.results, args.out, STREAMS if args.stream == 'both' else (args.stream,),
                              args.classes, args.top)
     params = validate_params(read_params())
+    if args.stage in TORCH_STAGES and os.environ.get('MEMREC_DEVICE'): check_device(os.environ['MEMREC_DEVICE'])
+    if args.stage in ('frames', 'flow', 'features'):         # Ray cluster of runtime.address: answering, before any work
+        from memrec.executor import check_cluster, runtime_params; check_cluster(runtime_params(params))
     if args.stage in ('run', 'train', 'evaluate', 'fuse'): check_model(params, args.model)
     if args.stage in ('train', 'evaluate', 'fuse'):
         from memrec.core import unit_params; params = validate_params(unit_params(params, args.split, args.seed))
     if args.stage in ('run', 'train', 'evaluate') and train_mode(params) == 'features':
         for s in ((args.stream,) if args.stage != 'run' else ('spatial', 'temporal')): check_features(params, args.model, s)
+    if args.stage in ('frames', 'flow', 'features', 'run', 'train'):
+        check_inputs(args.stage, params, (args.stream,) if getattr(args, 'stream', None) else ('spatial', 'temporal'))
     if args.stage in ('train', 'evaluate', 'fuse'):  # small recurrent models: one thread per process is fastest on CPU
         import torch; torch.set_num_threads((params.get('runtime') or {}).get('threads') or torch.get_num_threads())
     if args.stage == 'prepare': from memrec.data import prepare; prepare(params)

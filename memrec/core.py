@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np, yaml
 
 # %% auto #0
-__all__ = ['repo_root', 'ref_data', 'load_params', 'replicates', 'unit_params', 'lookup', 'Registry', 'atomic_path',
-           'atomic_write_text', 'atomic_write_json', 'atomic_dir', 'atomic_torch_save', 'config_hash', 'prepare_outdir',
-           'file_hashes', 'write_files_manifest', 'set_seed', 'progress', 'device', 'useful']
+__all__ = ['DEVICE_TYPES', 'repo_root', 'ref_data', 'load_params', 'replicates', 'unit_params', 'lookup', 'Registry',
+           'atomic_path', 'atomic_write_text', 'atomic_write_json', 'atomic_dir', 'atomic_torch_save', 'config_hash',
+           'prepare_outdir', 'file_hashes', 'write_files_manifest', 'set_seed', 'progress', 'check_device', 'device',
+           'useful']
 
 # %% ../nbs/00_core.ipynb #a35ae7a1
 def repo_root(start: str | Path | None = None) -> Path:
@@ -159,10 +160,32 @@ def progress(it, desc: str, total: int | None = None, **kw):
     from tqdm.auto import tqdm
     return tqdm(it, desc=desc, total=total, disable=bool(os.environ.get('MEMREC_QUIET')), dynamic_ncols=True, **kw)
 
-def device():
-    "The torch device to train on: CUDA when present, else CPU (override with MEMREC_DEVICE)."
+from .errors import DeviceError
+DEVICE_TYPES = ('cpu', 'cuda', 'mps')   # what MEMREC_DEVICE may name (cuda:<k>: one GPU of several)
+
+def check_device(name: str):
+    "`torch.device(name)` if this machine has that device, else a one-line `DeviceError` naming MEMREC_DEVICE and the fix."
     import torch
-    return torch.device(os.environ.get('MEMREC_DEVICE') or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    fix = 'unset MEMREC_DEVICE (CUDA when torch sees a GPU, else the CPU) or set MEMREC_DEVICE=cpu'
+    try: d = torch.device(name)
+    except (RuntimeError, ValueError): d = None
+    if d is None or d.type not in DEVICE_TYPES:
+        raise DeviceError(f'MEMREC_DEVICE={name!r}: not a device memrec runs on; valid: cpu, cuda, cuda:<k>, mps; {fix}')
+    n = torch.cuda.device_count() if d.type == 'cuda' and torch.cuda.is_available() else 0
+    if d.type == 'cuda' and not n:
+        build = f'CUDA {torch.version.cuda} build' if torch.version.cuda else 'a CPU-only build'
+        raise DeviceError(f'MEMREC_DEVICE={name!r}: torch {torch.__version__} ({build}) sees no CUDA GPU on this machine; {fix}')
+    if d.type == 'cuda' and d.index is not None and d.index >= n:
+        raise DeviceError(f'MEMREC_DEVICE={name!r}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}; {fix}')
+    if d.type == 'mps' and not torch.backends.mps.is_available():
+        raise DeviceError(f'MEMREC_DEVICE={name!r}: torch sees no Apple GPU (MPS) on this machine; {fix}')
+    return d
+
+def device():
+    "The torch device to train on: CUDA when present, else CPU (override with MEMREC_DEVICE, checked by `check_device`)."
+    import torch
+    if name := os.environ.get('MEMREC_DEVICE'): return check_device(name)
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 # %% ../nbs/00_core.ipynb #746573df
 @contextlib.contextmanager

@@ -12,7 +12,8 @@ from typing import Callable
 import numpy as np, pandas as pd
 from .core import Registry, atomic_dir, atomic_path, load_params, progress, ref_data
 from .paths import data_dir, index_path, raw_dir     # data_dir stays importable from here
-from .download import extract, fetch
+from .download import extract, fetch, find_extractors, record_sha256
+from .errors import ExtractError
 from .synth import SynthConfig, generate_synth
 from .charades import ANNOTATIONS, charades_split_table, multi_hot, read_charades_classes
 
@@ -103,12 +104,13 @@ CHARADES_SOURCES = {'videos': 'https://ai2-public-datasets.s3-us-west-2.amazonaw
                     'annotations': 'https://ai2-public-datasets.s3-us-west-2.amazonaws.com/charades/Charades.zip'}
 SOURCES = {'ucf101': UCF101_SOURCES, 'hmdb51': HMDB51_SOURCES, 'charades': CHARADES_SOURCES}   # default archives per dataset
 
-def fetch_archives(name: str, p: dict, raw: Path, defaults: dict) -> dict:
-    "Key -> verified local archive for each source of `datasets.<name>.urls` (a null source is skipped)."
+def fetch_archives(name: str, p: dict, raw: Path, defaults: dict, record: bool | list = True) -> dict:
+    """Key -> verified local archive for each source of `datasets.<name>.urls` (a null source is skipped); `record` a
+    list: collect the lock file's new entries there instead of writing them (`memrec.download.check_sha256`)."""
     urls = {**defaults, **(p.get('urls') or {})}; root = Path(raw).parent
     dl, lock, sha = Path(p.get('downloads') or root / 'downloads'), root / 'downloads.lock.json', p.get('sha256') or {}
-    return {k: fetch(src, dl, lock, sha.get(k), verify_tls=p.get('verify_tls', True), param=f'datasets.{name}.urls.{k}')
-            for k, src in urls.items() if src}
+    return {k: fetch(src, dl, lock, sha.get(k), verify_tls=p.get('verify_tls', True), param=f'datasets.{name}.urls.{k}',
+                     record=record, sha_param=f'datasets.{name}.sha256.{k}') for k, src in urls.items() if src}
 
 def move_videos(src: Path, dst: Path) -> int:
     "Move every video file under `src` to `dst/<its folder's name>/<file>` (the class folder); returns the count."
@@ -128,12 +130,27 @@ def move_files(src: Path, dst: Path, pattern: str) -> int:
     return len(files)
 
 def _unpack(name, p, raw, layout):
-    "Fetch the archives, then build `raw` atomically with `layout(archives, tmp_raw, work_dir, tool)`."
-    archives = fetch_archives(name, p, raw, SOURCES[name])
-    with atomic_dir(raw) as tmp:
-        work = Path(tempfile.mkdtemp(prefix='.extract.', dir=tmp))
-        try: layout(archives, tmp, work, p.get('extractor'))
-        finally: shutil.rmtree(work, ignore_errors=True)
+    """Check that an extractor is installed, fetch the archives, then build `raw` atomically with `layout(archives,
+    tmp_raw, work_dir, tool)`; the archives' checksums enter the lock file only once they have been extracted."""
+    find_extractors(p.get('extractor'), param=f'datasets.{name}.extractor')     # before any download
+    pending = []; archives = fetch_archives(name, p, raw, SOURCES[name], record=pending)
+    keys = {Path(a): k for k, a in archives.items()}
+    new = [d for d in (raw.parent.parent, raw.parent) if not d.exists()]   # data/, data/<name>/: removed again on failure
+    try:
+        with atomic_dir(raw) as tmp:
+            work = Path(tempfile.mkdtemp(prefix='.extract.', dir=tmp))
+            try: layout(archives, tmp, work, p.get('extractor'))
+            except ExtractError as e:
+                if (k := keys.get(Path(e.archive or ''))) is None: raise
+                key = f'datasets.{name}.urls.{k}'
+                raise ExtractError(f'{key}: {e}; set {key} to the path or URL of the {name} {k} archive '
+                                   f'(default: {SOURCES[name].get(k)})') from e
+            finally: shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        for d in reversed(new):
+            if d.is_dir() and not any(d.iterdir()): d.rmdir()
+        raise
+    for entry in pending: record_sha256(*entry)
 
 def _ucf101_layout(a, raw, work, tool):
     if 'videos' in a:

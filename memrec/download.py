@@ -4,20 +4,17 @@
 
 # %% ../nbs/02a_download.ipynb #606a4ff5
 from __future__ import annotations
-import datetime, hashlib, http.client, json, os, re, shutil, socket, ssl, struct, subprocess, time, urllib.error, \
+import datetime, errno, hashlib, http.client, json, os, re, shutil, socket, ssl, struct, subprocess, time, urllib.error, \
     urllib.parse, urllib.request, zlib
 from pathlib import Path
 from .core import atomic_write_json
+from .errors import ChecksumError, DownloadError, ExtractError, WeightsUnavailable   # memrec.errors; still importable from here
 
 # %% auto #0
-__all__ = ['EXTRACTORS', 'INSTALL_HINT', 'ChecksumError', 'DownloadError', 'sha256_file', 'read_lock', 'check_sha256', 'download',
-           'is_url', 'fetch', 'ExtractError', 'find_extractors', 'extract', 'write_stored_rar', 'WeightsUnavailable',
-           'tv_state_dict']
+__all__ = ['EXTRACTORS', 'INSTALL_HINT', 'sha256_file', 'read_lock', 'record_sha256', 'check_sha256', 'download', 'is_url',
+           'fetch', 'find_extractors', 'extract', 'write_stored_rar', 'tv_state_dict']
 
 # %% ../nbs/02a_download.ipynb #f9b13978
-class ChecksumError(RuntimeError): pass
-class DownloadError(RuntimeError): pass
-
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     "Hex sha256 of a file, read in chunks."
     h = hashlib.sha256()
@@ -30,26 +27,34 @@ def read_lock(lock: str | Path) -> dict:
     lock = Path(lock)
     return json.loads(lock.read_text()) if lock.exists() else {}
 
+def record_sha256(lock: str | Path, key: str, path: str | Path, digest: str, source: str = ''):
+    "Record `digest` (and the size, the source, today's date) of `path` under `key` in the lock file, unless already there."
+    entries = read_lock(lock); entry = entries.get(key)
+    if entry is None or entry.get('sha256') != digest:
+        entries[key] = {'sha256': digest, 'size': Path(path).stat().st_size, 'source': str(source),
+                        'recorded': datetime.date.today().isoformat()}
+        atomic_write_json(lock, entries)
+
 def check_sha256(path: str | Path, lock: str | Path, key: str | None = None, expected: str | None = None,
-                 source: str = '', move_bad: bool = True) -> str:
-    """Compare `path`'s sha256 with `expected` or the lock file's entry `key` (default: the file name); record it in
-    the lock file if it has no entry yet. On a mismatch, rename the file aside (if `move_bad`) and raise."""
+                 source: str = '', move_bad: bool = True, record: bool | list = True, param: str | None = None) -> str:
+    """Compare `path`'s sha256 with `expected` (from params.yaml key `param`, if named) or the lock file's entry `key`
+    (default: the file name); record it in the lock file if it has no entry yet. `record` a list: append the arguments
+    of `record_sha256` to it instead, for the caller to record once the file proved usable; False: record nothing.
+    On a mismatch, rename the file aside (if `move_bad`) and raise."""
     path, lock = Path(path), Path(lock); key = key or path.name
-    digest = sha256_file(path); entries = read_lock(lock); entry = entries.get(key)
+    digest = sha256_file(path); entry = read_lock(lock).get(key)
     want = (expected or '').lower() or (entry or {}).get('sha256')
     if want and digest != want:
-        where = 'params.yaml' if expected else f'{lock} (recorded {entry.get("recorded", "?")} from {entry.get("source", "?")})'
+        where = (param or 'params.yaml') if expected else f'{lock} (recorded {entry.get("recorded", "?")} from {entry.get("source", "?")})'
         msg = f'sha256 mismatch for {path}: got {digest}, expected {want} from {where}. '
         if move_bad:
             bad = path.with_name(f'{path.name}.bad-{digest[:12]}'); os.replace(path, bad)
             msg += f'The file was moved aside to {bad} and will not be used; run again to download a fresh copy. '
         else: msg += 'The file was not used. '
-        raise ChecksumError(msg + f'If the source legitimately changed, delete the entry {key!r} from {lock} '
-                            f'(and any sha256 given in params.yaml) and run again.')
-    if entry is None or entry.get('sha256') != digest:
-        entries[key] = {'sha256': digest, 'size': path.stat().st_size, 'source': str(source),
-                        'recorded': datetime.date.today().isoformat()}
-        atomic_write_json(lock, entries)
+        fix = f'correct {param} (or delete it)' if expected and param else f'delete the entry {key!r} from {lock} (and any sha256 given in params.yaml)'
+        raise ChecksumError(msg + f'If the source legitimately changed, {fix} and run again.')
+    if isinstance(record, list): record.append((lock, key, path, digest, source))
+    elif record: record_sha256(lock, key, path, digest, source)
     return digest
 
 # %% ../nbs/02a_download.ipynb #767c09c9
@@ -64,10 +69,12 @@ def _content_range(value: str | None):
     if not m: return None, None
     return (int(m[1]) if m[1] else None), (int(m[2]) if m[2] != '*' else None)
 
+_UNREACHABLE = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL)   # no route: offline
+
 def download(url: str, dst: str | Path, timeout: float = 60, retries: int = 5, backoff: float = 2.0,
              verify_tls: bool = True, chunk: int = 1 << 16) -> Path:
     "Download `url` to `dst`, resuming from `dst.part` if present; returns `dst`."
-    dst = Path(dst); dst.parent.mkdir(parents=True, exist_ok=True); part = dst.with_name(dst.name + '.part')
+    dst = Path(dst); part = dst.with_name(dst.name + '.part')                # folder made once the server answers
     validator = part.with_name(part.name + '.validator')      # ETag / Last-Modified of the response the part came from
     ctx = None if verify_tls else ssl._create_unverified_context()
     failures = 0
@@ -79,6 +86,7 @@ def download(url: str, dst: str | Path, timeout: float = 60, retries: int = 5, b
             if validator.exists(): headers['If-Range'] = validator.read_text()
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout, context=ctx) as r:
+                dst.parent.mkdir(parents=True, exist_ok=True)
                 start, total = _content_range(r.headers.get('Content-Range'))
                 if have and r.status == 206 and start == have: mode = 'ab'
                 else:                                   # whole body (range ignored, or file changed): start over
@@ -104,6 +112,8 @@ def download(url: str, dst: str | Path, timeout: float = 60, retries: int = 5, b
             reason = getattr(e, 'reason', e)
             if isinstance(reason, socket.gaierror):     # no DNS: offline or a wrong host name, retrying won't help
                 raise DownloadError(f'{url}: cannot resolve the host ({reason}); is this machine offline?') from None
+            if isinstance(reason, ConnectionRefusedError) or getattr(reason, 'errno', None) in _UNREACHABLE:
+                raise DownloadError(f'{url}: cannot connect ({reason}); is this machine offline, or the host down?') from None   # retrying won't help
             if isinstance(reason, ssl.SSLCertVerificationError):
                 raise DownloadError(f'{url}: TLS certificate check failed ({reason}). If you trust the source, set '
                                     f'`verify_tls: false` for this dataset in params.yaml (the sha256 lock still '
@@ -113,8 +123,8 @@ def download(url: str, dst: str | Path, timeout: float = 60, retries: int = 5, b
         failures = 1 if grown else failures + 1        # consecutive failed tries, progress counts as a fresh start
         if failures > retries:
             got = part.stat().st_size if part.exists() else 0
-            raise DownloadError(f'{url}: download failed after {retries} retries ({type(err).__name__}: {err}); '
-                                f'{got} bytes kept in {part}, run again to resume.')
+            raise DownloadError(f'{url}: download failed after {retries} retries ({type(err).__name__}: {err}); ' +
+                                (f'{got} bytes kept in {part}, run again to resume.' if got else 'run again to retry.'))
         if not grown: time.sleep(min(60.0, backoff * 2 ** (failures - 2)))
 
 # %% ../nbs/02a_download.ipynb #b03a854b
@@ -122,15 +132,18 @@ def is_url(source: str) -> bool:
     return urllib.parse.urlparse(str(source)).scheme in ('http', 'https', 'ftp')
 
 def fetch(source: str | Path, downloads: str | Path, lock: str | Path, sha256: str | None = None,
-          verify_tls: bool = True, param: str = 'the source', **kw) -> Path:
+          verify_tls: bool = True, param: str = 'the source', record: bool | list = True, sha_param: str | None = None, **kw) -> Path:
     """A local, checksum-verified copy of `source` (a URL, or the path of an archive the user already has);
-    `param` names the params.yaml key the source came from, for the error messages."""
+    `param` names the params.yaml key the source came from (`sha_param` that of `sha256`), for the error messages;
+    `record` a list: the lock entry is left to the caller (see `check_sha256`), e.g. until the archive has been extracted."""
     source = str(source)
     if source.startswith('file://'): source = urllib.parse.unquote(urllib.parse.urlparse(source).path)
     if not is_url(source):
         p = Path(source).expanduser()
-        if not p.is_file(): raise FileNotFoundError(f'{param}: archive {p} does not exist')
-        check_sha256(p, lock, expected=sha256, source=p.resolve(), move_bad=False); return p
+        if not p.is_file():
+            raise DownloadError(f'{param}: archive {p} does not exist{" (a folder)" if p.is_dir() else ""}; set {param} to the path of '
+                                f'the archive, or to its URL')
+        check_sha256(p, lock, expected=sha256, source=p.resolve(), move_bad=False, record=record, param=sha_param); return p
     name = Path(urllib.parse.unquote(urllib.parse.urlparse(source).path)).name
     dst = Path(downloads) / name
     if not dst.exists():
@@ -138,7 +151,7 @@ def fetch(source: str | Path, downloads: str | Path, lock: str | Path, sha256: s
         except DownloadError as e:
             raise DownloadError(f'{e} If the host stays unreachable, get {name} elsewhere and set `{param}: '
                                 f'/path/to/{name}` in params.yaml.') from None
-    check_sha256(dst, lock, expected=sha256, source=source)
+    check_sha256(dst, lock, expected=sha256, source=source, record=record, param=sha_param)
     return dst
 
 # %% ../nbs/02a_download.ipynb #a0fc2899
@@ -147,17 +160,18 @@ INSTALL_HINT = ('Install one of them: on Debian/Ubuntu `sudo apt-get install lib
                 '`sudo apt-get install unar`; on macOS `brew install libarchive` or `brew install unar`; with conda '
                 '`conda install -c conda-forge libarchive`.')
 
-class ExtractError(RuntimeError): pass
-
-def find_extractors(tool: str | None = None, path: str | None = None) -> list[tuple[str, str]]:
-    "Installed extractors as (name, executable), in order of preference (or just `tool`)."
+def find_extractors(tool: str | None = None, path: str | None = None, param: str = 'extractor') -> list[tuple[str, str]]:
+    "Installed extractors as (name, executable), in order of preference (or just `tool`); `param` names the setting."
     names = EXTRACTORS if tool in (None, 'auto') else (tool,)
     if tool not in (None, 'auto') and tool not in EXTRACTORS:
-        raise ValueError(f'Unknown extractor {tool!r}; valid: auto, {", ".join(EXTRACTORS)}')
+        raise ExtractError(f'{param}: unknown extractor {tool!r}; valid: auto, {", ".join(EXTRACTORS)}')
     found = [(n, shutil.which(n, path=path)) for n in names]
     found = [(n, exe) for n, exe in found if exe]
-    if not found: raise ExtractError(f'No archive extractor found (looked for {", ".join(names)} on PATH); '
-                                     f'UCF101 and HMDB51 are RAR archives. {INSTALL_HINT}')
+    if not found:
+        others = [n for n in EXTRACTORS if n not in names and shutil.which(n, path=path)]
+        alt = f' or set {param}: {others[0]} (installed)' if others else ''
+        raise ExtractError(f'{param}: {tool or "auto"}: no archive extractor found (looked for {", ".join(names)} on PATH); '
+                           f'UCF101 and HMDB51 are RAR archives. {INSTALL_HINT[:-1]}{alt}.')
     return found
 
 def _extract_cmd(name, exe, archive, dest):
@@ -173,7 +187,7 @@ def extract(archive: str | Path, dest: str | Path, tool: str | None = None, path
         r = subprocess.run(_extract_cmd(name, exe, archive, dest), capture_output=True, text=True, errors='replace')
         if r.returncode == 0: return dest
         errors.append(f'{name} (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-1500:]}')
-    raise ExtractError(f'cannot extract {archive}: ' + '; '.join(errors))
+    e = ExtractError(f'cannot extract {archive}: ' + '; '.join(errors)); e.archive = archive; raise e
 
 # %% ../nbs/02a_download.ipynb #402a2074
 def write_stored_rar(path: str | Path, members: dict[str, bytes]) -> Path:
@@ -191,14 +205,14 @@ def write_stored_rar(path: str | Path, members: dict[str, bytes]) -> Path:
     Path(path).write_bytes(b''.join(parts)); return Path(path)
 
 # %% ../nbs/02a_download.ipynb #319be083
-class WeightsUnavailable(RuntimeError): pass
-
 def tv_state_dict(weights, local: str | Path | None = None, param: str = 'features.weights') -> dict:
     "State dict of a torchvision weights enum (downloaded/cached by torchvision), or of the local file `local`."
     import torch
     if local:
         local = Path(local).expanduser()
-        if not local.is_file(): raise FileNotFoundError(f'{param}: weights file {local} does not exist')
+        if not local.is_file():
+            raise WeightsUnavailable(f'{param}: weights file {local} does not exist; set {param} to an existing weights file '
+                                     f'(or null: torchvision\'s ImageNet weights, downloaded on first use)')
         sd = torch.load(local, map_location='cpu', weights_only=True)
         return sd.get('state_dict', sd) if isinstance(sd, dict) else sd
     try: return weights.get_state_dict(progress=not os.environ.get('MEMREC_QUIET'), check_hash=True)
@@ -206,7 +220,7 @@ def tv_state_dict(weights, local: str | Path | None = None, param: str = 'featur
         fname = Path(urllib.parse.urlparse(weights.url).path).name
         import torch.hub
         raise WeightsUnavailable(
-            f'Could not obtain the pre-trained weights {weights} ({type(e).__name__}: {e}). They download from '
+            f'{param}: none given, and the pre-trained weights {weights} could not be obtained ({type(e).__name__}: {e}). They download from '
             f'{weights.url} on first use, which needs internet access. Offline: download that file on another '
             f'machine, then either copy it to {Path(torch.hub.get_dir()) / "checkpoints" / fname} or set '
             f'`{param}: /path/to/{fname}` in params.yaml.') from None

@@ -11,13 +11,14 @@ import numpy as np, pandas as pd    # torch and the training stack: imported by 
 from .core import atomic_path, atomic_write_json, load_params, device, repo_root, unit_params
 from .paths import data_dir, features_dir, metrics_path, result_dir, results_dir, scores_path
 from .charades import class_ap_table, multilabel_metrics, sigmoid
+from .errors import MissingResults
 
 
 # %% auto #0
 __all__ = ['FUSION_RULES', 'accuracy_metrics', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion', 'write_metrics',
-           'relevance_at', 'relevance_of', 'predict', 'step_metric', 'write_class_report', 'evaluate', 'log_scores',
-           'fuse_scores', 'choose_weight', 'fuse', 'replicate_metrics', 'summarise', 'mean_std', 'paired_bootstrap',
-           'correct', 'paired_differences', 'load_scores', 'group_accuracy']
+           'relevance_at', 'relevance_of', 'predict', 'step_metric', 'write_class_report', 'check_trained', 'evaluate',
+           'log_scores', 'fuse_scores', 'choose_weight', 'fuse', 'replicate_metrics', 'summarise', 'mean_std',
+           'paired_bootstrap', 'correct', 'paired_differences', 'load_scores', 'group_accuracy']
 
 # %% ../nbs/09_evaluate.ipynb #3eb04c2b
 def accuracy_metrics(scores: np.ndarray, labels: np.ndarray, n_classes: int | None = None) -> dict:
@@ -120,9 +121,20 @@ def write_class_report(out: Path, prob: np.ndarray, labels: np.ndarray, classes,
     with atomic_path(out / 'per_class.csv') as tmp: per_class_accuracy(prob, labels, classes).to_csv(tmp, index=False)
     if plot: plot_confusion(confusion_matrix(labels, prob.argmax(-1), len(classes)), classes, out / 'confusion.png', title)
 
+def _unit(params: dict) -> str: return f"--split {params['split']} --seed {params['seed']}"
+
+def check_trained(model: str, stream: str, params: dict, root=None):
+    "The unit's `model.pt` must exist (stage `train`), else a one-line `MissingResults` naming the command that trains it."
+    f = result_dir(params['dataset'], params['split'], model, stream, root, seed=params['seed']) / 'model.pt'
+    if not f.is_file():
+        rel = f.relative_to(repo_root(root)) if f.is_relative_to(repo_root(root)) else f
+        raise MissingResults(f'{rel} is missing: train it first with `memrec train --model {model} --stream {stream} {_unit(params)}` '
+                             f'(or every replicate: `dvc repro model@{model}`)')
+
 def evaluate(model: str, stream: str, params: dict | None = None, root=None, plot: bool = True) -> dict:
     "Test-split scores (`scores.npz`), metrics (`metrics.json`), per-class accuracy (and with `plot` the confusion matrix) of a trained model, whichever mode trained it."
     params = unit_params(params or load_params()); out = result_dir(params['dataset'], params['split'], model, stream, root, seed=params['seed'])
+    check_trained(model, stream, params, root)
     from memrec.train import MODES, load_trained
     net, ck = load_trained(out / 'model.pt', device()); mode = ck.get('mode', 'features')
     src = MODES[mode]['sources'](params, ck, stream, root); te = src['test']
@@ -191,6 +203,12 @@ def choose_weight(a: dict, b: dict, grid=np.linspace(0, 1, 21)) -> tuple[float, 
 def fuse(model: str, params: dict | None = None, root=None, plot: bool = True) -> dict:
     "Stage `fuse`: two-stream scores and metrics of `model` (results in `<model>/twostream/`) by `params.yaml: fusion.rule`."
     params = unit_params(params or load_params()); rd = lambda s: result_dir(params['dataset'], params['split'], model, s, root, seed=params['seed'])
+    for s in ('spatial', 'temporal'):                       # both streams evaluated (stage `evaluate`), else name what to run
+        if not (rd(s) / 'scores.npz').is_file():
+            f = rd(s) / 'scores.npz'; r = repo_root(root); rel = f.relative_to(r) if f.is_relative_to(r) else f
+            run = f'memrec evaluate --model {model} --stream {s} {_unit(params)}' if (rd(s) / 'model.pt').is_file() else \
+                  f'memrec train --model {model} --stream {s} {_unit(params)}`, then `memrec evaluate --model {model} --stream {s} {_unit(params)}'
+            raise MissingResults(f'{rel} is missing: fusion needs both streams\' test scores; run `{run}` (or every replicate: `dvc repro model@{model}`)')
     a, b = (dict(np.load(rd(s) / 'scores.npz')) for s in ('spatial', 'temporal'))
     multi = np.ndim(a['labels']) == 2; metrics, key = (multilabel_metrics, 'map') if multi else (accuracy_metrics, 'top1')
     cfg = params.get('fusion') or {}; rule = cfg.get('rule', 'average')

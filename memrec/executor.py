@@ -4,16 +4,16 @@
 
 # %% ../nbs/03a_executor.ipynb #3db7da6d
 from __future__ import annotations
-import contextlib, os, warnings
+import contextlib, os, socket, warnings
 from multiprocessing import get_context
 from pathlib import Path
 import pandas as pd
 from .core import atomic_path, progress, useful
-from .schema import MemrecError
+from .errors import ClusterError, MemrecError, one_line
 
 # %% auto #0
-__all__ = ['EXECUTORS', 'RUNTIME', 'RAY_REQUIREMENT', 'runtime_params', 'local_map', 'import_ray', 'ray_session', 'ray_map',
-           'map_items', 'write_report', 'run_pool']
+__all__ = ['EXECUTORS', 'RUNTIME', 'RAY_REQUIREMENT', 'CLUSTER_FIX', 'runtime_params', 'local_map', 'import_ray', 'check_cluster',
+           'ray_session', 'ray_map', 'map_items', 'write_report', 'run_pool']
 
 # %% ../nbs/03a_executor.ipynb #6eb70673
 EXECUTORS = ('local', 'ray')                                             # runtime.executor
@@ -54,19 +54,37 @@ def import_ray():
         raise MemrecError(f"runtime.executor: ray needs Ray, an optional extra: pip install -e '.[ray]' ({RAY_REQUIREMENT})") from None
     return ray
 
+CLUSTER_FIX = ('start it (`ray start --head` on that node), or set runtime.address: null (a private local Ray) '
+               'or runtime.executor: local')
+
+def check_cluster(runtime: dict, timeout: float = 3):
+    """With `runtime.executor: ray`: Ray must be installed, and a cluster `runtime.address` (HOST:PORT, or ray://HOST:PORT)
+    must answer a TCP connection within `timeout` s, else a one-line `ClusterError`: `ray.init` itself waits minutes
+    for a cluster that is not running. `null` (a private local Ray) and `auto` (checked by `ray.init`) pass."""
+    if (runtime or {}).get('executor') != 'ray': return
+    import_ray(); addr = runtime.get('address')
+    if not addr or addr in ('local', 'auto'): return
+    host, _, port = str(addr).removeprefix('ray://').rpartition(':')
+    if not host or not port.isdigit():
+        raise ClusterError(f'params.yaml: runtime.address: {addr!r} is not HOST:PORT (e.g. 10.0.0.1:6379), auto or null')
+    try: socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ClusterError(f'params.yaml: runtime.address: no Ray cluster answers at {addr} ({one_line(e)}); {CLUSTER_FIX}') from None
+
 @contextlib.contextmanager
 def ray_session(runtime: dict):
     "Ray for one stage: this process's running instance, else `runtime.address`'s cluster, else a local one with `runtime.workers` CPUs."
     ray = import_ray()
     if ray.is_initialized(): yield ray; return
-    addr = runtime.get('address')
-    ray.init(**(dict(address=addr) if addr else dict(address='local', num_cpus=runtime.get('workers') or 1)),
-             include_dashboard=False)
+    check_cluster({'executor': 'ray', **runtime}); addr = runtime.get('address')
+    try: ray.init(**(dict(address=addr) if addr else dict(address='local', num_cpus=runtime.get('workers') or 1)),
+                  include_dashboard=False)
+    except ConnectionError as e:                      # `auto` without a running cluster
+        raise ClusterError(f'params.yaml: runtime.address: {addr}: {_one_line(e)}; {CLUSTER_FIX}') from None
     try: yield ray
     finally: ray.shutdown()
 
-def _one_line(e, n: int = 400) -> str:
-    s = ' '.join(str(e).split()); return s if len(s) <= n else s[:n - 3] + '...'
+def _one_line(e, n: int = 400) -> str: return one_line(str(e), n)
 
 def _ray_task(fn, item):
     _init_worker(); return _safe((fn, item))

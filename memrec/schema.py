@@ -15,20 +15,16 @@ from .core import load_params, repo_root
 
 # %% auto #0
 __all__ = ['UNION_TAGS', 'MESSAGES', 'TRAIN_MODES', 'BN_MODES', 'SAMPLINGS', 'SCALES', 'Positive', 'NonNegative', 'Count',
-           'Index', 'Fraction', 'Unit', 'MODEL_KEYS', 'NonEmpty', 'MemrecError', 'ParamsError', 'key_path',
-           'params_line', 'validation_line', 'problem', 'choice', 'dataset_names', 'backbone_names',
-           'flow_method_names', 'model_names', 'fusion_rules', 'streams', 'executor_names', 'optimizer_names',
-           'recipe_names', 'dataset_splits', 'stream_keys_problem', 'per_stream', 'Section', 'Closed', 'TrainSection',
-           'FinetuneSection', 'model_keywords', 'ReplicatesSection', 'ModelEntry', 'PipelineSection', 'FramesSection',
-           'FlowSection', 'FeaturesSection', 'FusionSection', 'LocaliseSection', 'TablesSection', 'RuntimeSection',
-           'Params', 'check_references', 'validate_params', 'validate_sections', 'yaml_line', 'read_params']
+           'Index', 'Fraction', 'Unit', 'MODEL_KEYS', 'NonEmpty', 'key_path', 'params_line', 'validation_line',
+           'problem', 'choice', 'dataset_names', 'backbone_names', 'flow_method_names', 'model_names', 'fusion_rules',
+           'streams', 'executor_names', 'optimizer_names', 'recipe_names', 'dataset_splits', 'stream_keys_problem',
+           'per_stream', 'Section', 'Closed', 'TrainSection', 'FinetuneSection', 'model_keywords', 'ReplicatesSection',
+           'ModelEntry', 'PipelineSection', 'FramesSection', 'FlowSection', 'FeaturesSection', 'FusionSection',
+           'LocaliseSection', 'TablesSection', 'RuntimeSection', 'Params', 'check_references', 'validate_params',
+           'validate_sections', 'yaml_line', 'read_params']
 
 # %% ../nbs/00a_schema.ipynb #7dbf2745
-class MemrecError(ValueError):
-    "An expected error (bad input, missing prerequisite) whose message is one line for the user: printed without a traceback."
-
-class ParamsError(MemrecError):
-    "A bad value in params.yaml: one line naming the key path, the value and the valid choices."
+from .errors import MemrecError, ParamsError   # defined in memrec.errors (nbs/00c_errors), still importable from here
 
 UNION_TAGS = ('<value>', '<per-stream>')   # pydantic puts the chosen union member in an error's location; not a key
 

@@ -4,20 +4,21 @@
 
 # %% ../nbs/10_tables.ipynb #4cedaca9
 from __future__ import annotations
-import argparse, json, os, shutil, sys
+import argparse, glob, json, os, shutil, sys
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import atomic_path, atomic_write_text, load_params, lookup, progress, repo_root
 from .paths import report_files_dir, report_path, results_dir
-from .schema import MemrecError
+from .errors import EXPECTED, MemrecError, MissingResults, NotebookError, Parser, error_line   # MissingResults, NotebookError: importable from here too
+from .paths import metrics_path
 
 # %% auto #0
 __all__ = ['PARAM_SOURCES', 'FOLDERS', 'NOTEBOOK_LANGUAGE', 'INLINE', 'RUNNERS', 'TABLE_SECTIONS', 'published', 'table_rows',
-           'row_models', 'row_attrs', 'published_for', 'row_notes', 'MissingResults', 'collect', 'mean_sd_text',
+           'row_models', 'row_attrs', 'published_for', 'row_notes', 'collect', 'check_results', 'mean_sd_text',
            'side_by_side', 'to_markdown', 'ours_column', 'replicate_keys', 'replicate_scores', 'replicate_table',
            'replicates_note', 'paired_values', 'pair_seeds', 'paired_row', 'report_figure', 'write_report',
-           'declared_parameters', 'notebook_parameters', 'NotebookError', 'run_notebook', 'run_table', 'tables',
-           'check_notebook_names', 'main']
+           'declared_parameters', 'notebook_parameters', 'run_notebook', 'run_table', 'tables', 'check_notebook_names',
+           'main']
 
 # %% ../nbs/10_tables.ipynb #448bbc55
 def _data_file(name: str) -> Path:
@@ -75,8 +76,6 @@ def row_notes(rows: pd.DataFrame) -> str:
     return '\n'.join(f'- *{r}*' + (f' ({c})' if c else '') + f': {n}' for r, c, n in zip(seen.row, seen.column, seen.note))
 
 # %% ../nbs/10_tables.ipynb #47a30c30
-class MissingResults(FileNotFoundError): pass
-
 def collect(dataset: str, results: str | Path = 'results', models=None) -> pd.DataFrame:
     "Per (model, stream) of `dataset`: each metric's mean over the replicates, its sd (`<metric>_sd`), `n`, `splits`, `seeds`."
     from memrec.evaluate import replicate_metrics, summarise
@@ -85,6 +84,20 @@ def collect(dataset: str, results: str | Path = 'results', models=None) -> pd.Da
         raise MissingResults(f'No results for dataset {dataset!r} under {results_dir(results) / dataset}. Produce them first: '
                              f'set `dataset: {dataset}` in params.yaml, then run `make repro` (i.e. `dvc repro`).')
     return summarise(runs, None)
+
+def check_results(params: dict, root=None, notebooks=()):
+    """Before any table notebook runs: each exists and, if it reads `results` (a parameter it declares), the dataset
+    has evaluated models (some `metrics.json`), else a one-line error naming the model stages to run."""
+    root = Path(root or repo_root()); ds = params['dataset']
+    have = None
+    for nb in notebooks:
+        if 'results' not in declared_parameters(nb, root): continue
+        if have is None: have = bool(glob.glob(str(metrics_path(ds, '*', '*', '*', root, seed='*'))))
+        if not have:
+            models = list((params.get('pipeline') or {}).get('models') or [])
+            first = f' (e.g. `dvc repro model@{models[0]}`)' if models else ''
+            raise MissingResults(f'results/{ds} holds no evaluated model, and nbs/{nb}.ipynb reads them: run the model stages first: '
+                                 f'`dvc repro model@<model>` for each of pipeline.models{first}, or `dvc repro` for the whole pipeline')
 
 # %% ../nbs/10_tables.ipynb #58d8d7e8
 def mean_sd_text(m: float, s: float, n: int, fmt: str = '.1f') -> str:
@@ -225,9 +238,6 @@ def notebook_parameters(nb: str, params: dict | None = None, root=None, **overri
     return out | overrides
 
 # %% ../nbs/10_tables.ipynb #aaaf2c2e
-class NotebookError(MemrecError):
-    "A cell of a notebook run by `run_notebook` raised: one line naming the notebook, the cell and the exception."
-
 def _output(kind: str, data: dict, metadata=None, count=None):
     "An nbformat output of `kind` (display_data, execute_result) from IPython's format dict (binary data as base64 text)."
     import base64, nbformat
@@ -376,6 +386,7 @@ def tables(params: dict | None = None, root=None, notebooks: list[str] | None = 
     "Run table notebooks: `notebooks`, by default every one of `params.yaml: tables.notebooks`."
     params = params if params is not None else load_params(Path(root or repo_root()) / 'params.yaml')
     nbs = notebooks or (params.get('tables') or {}).get('notebooks') or []
+    check_results(params, root, nbs)
     return [run_table(nb, params, root) for nb in progress(nbs, 'tables')]
 
 # %% ../nbs/10_tables.ipynb #1746b177
@@ -393,7 +404,6 @@ def check_notebook_names(names, root=None) -> str | None:
 
 def main(argv=None):
     "`python -m memrec.tables [NAME ...]`: run these table notebooks (the stages `tables@NAME` of dvc.yaml)."
-    from memrec.cli import EXPECTED, Parser, error_line
     ap = Parser(prog='python -m memrec.tables', description='Execute table notebooks into reports/<dataset>/')
     ap.add_argument('notebooks', nargs='*', help='table notebooks (nbs/NAME.ipynb); default: params.yaml tables.notebooks')
     args = ap.parse_args(argv)

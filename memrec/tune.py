@@ -15,7 +15,8 @@ from .featdata import FeatureSource, feature_vector, load_split
 from .train import MODES, fit, init_from, init_source, init_spec, train_mode, validation_videos
 from .evaluate import accuracy_metrics, predict
 from .run import init_deps
-from .schema import MemrecError, ParamsError, TrainSection, dataset_splits, model_keywords, model_names, validate_params
+from .errors import EXPECTED, MemrecError, Parser, ParamsError, error_line, int_at_least
+from .schema import TrainSection, dataset_splits, model_keywords, model_names, validate_params
 
 # %% auto #0
 __all__ = ['merge', 'set_key', 'grid_points', 'check_key', 'yaml_value', 'point_params', 'check_tune', 'run_one', 'choose',
@@ -364,7 +365,6 @@ def _name_arg(v: str) -> str:
 
 def main(argv=None):
     "`python -m memrec.tune` (`memrec tune`): tune one model's hyper-parameters on validation; an error is one line, exit status 2."
-    from memrec.cli import EXPECTED, Parser, error_line, int_at_least
     from memrec.schema import dataset_names
     ap = Parser(prog='memrec tune', description='Choose hyper-parameters of one model on validation groups held out from '
                 'training (never test): params.yaml tune.grid.<model>. Also: python -m memrec.tune.')

@@ -176,3 +176,142 @@ def test_cli_case(tmp_path, case):
     d = scratch(tmp_path)
     if cmd.startswith('predict'): predict_inputs(d)
     print(run_bad_python(cmd, d, expect) if cmd.startswith('-m ') else run_bad(cmd, d, expect))
+
+
+# --- memrec.errors: the project's own expected errors (downloads, checksums, extraction, weights, device, cluster,
+# missing upstream results) are one line, exit 2, named key and fix, nothing written (nbs/00c_errors.ipynb) ---
+import importlib.util, shutil as _shutil, zipfile
+
+UNREACHABLE = 'http://127.0.0.1:9'          # a closed port on this machine: refused at once, never the internet
+NO_NET = {'http_proxy': UNREACHABLE, 'https_proxy': UNREACHABLE, 'HTTP_PROXY': UNREACHABLE, 'HTTPS_PROXY': UNREACHABLE,
+          'no_proxy': '', 'NO_PROXY': ''}   # anything that would download goes to that closed port
+NO_PROXY = {'no_proxy': '*', 'NO_PROXY': '*', 'http_proxy': '', 'https_proxy': '', 'HTTP_PROXY': '', 'HTTPS_PROXY': ''}
+
+def ucf(**kw):
+    "An edit: `dataset: ucf101` with `datasets.ucf101` updated by `kw` (videos skipped unless given); '@D' = the scratch folder."
+    def edit(p, d):
+        p['dataset'] = 'ucf101'; u = p['datasets']['ucf101']; u['urls'] = {'videos': None}
+        for k, v in kw.items():
+            u[k] = {**(u.get(k) or {}), **{a: b.replace('@D', str(d)) if isinstance(b, str) else b for a, b in v.items()}} \
+                   if isinstance(v, dict) else v
+    return edit
+
+def plain(**change):
+    "An edit that ignores the scratch folder (`setting`)."
+    e = setting(**change); return lambda p, d: e(p)
+
+def files(*paths, text=''):
+    "A setup writing these files (relative to the scratch folder) before the snapshot."
+    def setup(d):
+        for f in paths: (d / f).parent.mkdir(parents=True, exist_ok=True); (d / f).write_text(text)
+    return setup
+
+def fixtures(d):
+    "fix/splits.zip (a tiny real ZIP), fix/not_an_archive.zip (text), fix/folder.zip/ (a folder)."
+    (d / 'fix').mkdir(exist_ok=True); (d / 'fix' / 'folder.zip').mkdir(exist_ok=True)
+    with zipfile.ZipFile(d / 'fix' / 'splits.zip', 'w') as z: z.writestr('ucfTrainTestlist/classInd.txt', '1 A\r\n')
+    (d / 'fix' / 'not_an_archive.zip').write_text('this is not an archive\n')
+
+def table_notebook(d, name='table1'):
+    "A valid nbs/<name>.ipynb whose parameters cell reads `results` (as every table notebook's does)."
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("dataset = 'synth'\nresults = 'results'", metadata={'tags': ['parameters']})],
+                                  metadata={'kernelspec': {'name': 'python3', 'display_name': 'python3', 'language': 'python'}})
+    nbformat.write(nb, d / 'nbs' / f'{name}.ipynb')
+
+def _have_cuda():
+    import torch; return torch.cuda.is_available()
+
+HAVE_EXTRACTOR = bool(_shutil.which('bsdtar') or _shutil.which('unar'))
+HAVE_RAY = importlib.util.find_spec('ray') is not None
+UNIT = 'results/synth/lstm/split1/seed0'
+SPATIAL_FEATURES = files('data/synth/features/spatial/v_X_g01_c01.npz')
+BOTH_MODELS = files(f'{UNIT}/spatial/model.pt', f'{UNIT}/temporal/model.pt')
+PREPARED = files('data/synth/index.csv', text='video\n')
+FRAMES = files('data/synth/index.csv', 'data/synth/frames/v_X_g01_c01/img_00001.jpg')
+
+ERROR_CASES = {   # id: (edit(params, scratch folder), command, what the line must contain, setup(scratch folder) or None, env, skip reason or None)
+    # downloads, checksums, extraction (`memrec prepare` of ucf101): local fixtures and a closed local port only
+    'offline_url': (ucf(urls={'splits': f'{UNREACHABLE}/UCF101TrainTestSplits.zip'}), 'prepare',
+                    ['127.0.0.1:9/UCF101TrainTestSplits.zip: cannot connect', 'is this machine offline',
+                     'set `datasets.ucf101.urls.splits: /path/to/UCF101TrainTestSplits.zip`'], None, NO_PROXY, None),
+    'missing_archive': (ucf(urls={'splits': '/nonexistent/splits.zip'}), 'prepare',
+                        ['datasets.ucf101.urls.splits: archive /nonexistent/splits.zip does not exist',
+                         'set datasets.ucf101.urls.splits to the path of the archive, or to its URL'], None, {}, None),
+    'archive_is_a_folder': (ucf(urls={'splits': '@D/fix/folder.zip'}), 'prepare',
+                            ['datasets.ucf101.urls.splits: archive', 'folder.zip does not exist (a folder)'], fixtures, {}, None),
+    'wrong_sha256': (ucf(urls={'splits': '@D/fix/splits.zip'}, sha256={'splits': '0' * 64}), 'prepare',
+                     ['sha256 mismatch for', 'fix/splits.zip', 'expected ' + '0' * 64 + ' from datasets.ucf101.sha256.splits',
+                      'The file was not used', 'correct datasets.ucf101.sha256.splits'], fixtures, {}, None),
+    'not_an_archive': (ucf(urls={'splits': '@D/fix/not_an_archive.zip'}), 'prepare',
+                       ['datasets.ucf101.urls.splits: cannot extract', 'not_an_archive.zip',
+                        'set datasets.ucf101.urls.splits to the path or URL of the ucf101 splits archive'], fixtures, {},
+                       None if HAVE_EXTRACTOR else 'needs bsdtar or unar'),
+    # an extractor this machine lacks: reported before the download (else the line would be the URL's `cannot connect`)
+    'extractor_unar_missing': (ucf(urls={'splits': f'{UNREACHABLE}/x.zip'}, extractor='unar'), 'prepare',
+                               ['datasets.ucf101.extractor: unar: no archive extractor found (looked for unar on PATH)',
+                                'sudo apt-get install unar'], None, {'PATH': str(BIN), **NO_PROXY}, None),
+    'no_extractor_at_all': (ucf(urls={'splits': f'{UNREACHABLE}/x.zip'}, extractor='auto'), 'prepare',
+                            ['datasets.ucf101.extractor: auto: no archive extractor found (looked for bsdtar, unar on PATH)',
+                             'apt-get install libarchive-tools'], None, {'PATH': str(BIN), **NO_PROXY}, None),
+    # pre-trained weights
+    'vgg16_offline': (plain(features__backbone='vgg16'), 'features --stream spatial',
+                      ['features.weights: none given', 'VGG16_Weights.IMAGENET1K_V1 could not be obtained', 'needs internet access',
+                       'set `features.weights: /path/to/vgg16-397923af.pth`'], FRAMES, NO_NET, None),
+    'weights_file_missing': (plain(features__backbone='resnet101', features__weights='/nonexistent/resnet101.pth'), 'features --stream spatial',
+                             ['features.weights: weights file /nonexistent/resnet101.pth does not exist',
+                              'set features.weights to the resnet101 weights file', 'or to null'], FRAMES, NO_NET, None),
+    # the device
+    'device_unknown': (None, 'train --model lstm --stream spatial', ["MEMREC_DEVICE='tpu0': not a device memrec runs on",
+                       'valid: cpu, cuda, cuda:<k>, mps', 'set MEMREC_DEVICE=cpu'], None, {'MEMREC_DEVICE': 'tpu0'}, None),
+    'device_no_gpu': (None, 'train --model lstm --stream spatial', ["MEMREC_DEVICE='cuda'", 'sees no CUDA GPU on this machine',
+                      'unset MEMREC_DEVICE', 'set MEMREC_DEVICE=cpu'], None, {'MEMREC_DEVICE': 'cuda'}, 'a GPU is present' if _have_cuda() else None),
+    'device_index': (None, 'features --stream spatial', ["MEMREC_DEVICE='cuda:99'", 'set MEMREC_DEVICE=cpu'], None, {'MEMREC_DEVICE': 'cuda:99'}, None),
+    # the Ray cluster
+    'ray_not_running': (plain(runtime__executor='ray', runtime__address='127.0.0.1:1'), 'frames',
+                        ['params.yaml: runtime.address: no Ray cluster answers at 127.0.0.1:1', 'ray start --head',
+                         'runtime.address: null', 'runtime.executor: local'], None, {}, None if HAVE_RAY else 'Ray not installed'),
+    'ray_bad_address': (plain(runtime__executor='ray', runtime__address='headnode'), 'flow',
+                        ["params.yaml: runtime.address: 'headnode' is not HOST:PORT", 'auto or null'], None, {}, None if HAVE_RAY else 'Ray not installed'),
+    # missing upstream results: the line names the stage (or command) to run
+    'fuse_before_train': (None, 'fuse --model lstm', [f'{UNIT}/spatial/scores.npz is missing', 'memrec train --model lstm --stream spatial --split 1 --seed 0',
+                          'memrec evaluate --model lstm --stream spatial', 'dvc repro model@lstm'], None, {}, None),
+    'fuse_before_evaluate': (None, 'fuse --model lstm', [f'{UNIT}/spatial/scores.npz is missing', "fusion needs both streams' test scores",
+                             'run `memrec evaluate --model lstm --stream spatial --split 1 --seed 0`', 'dvc repro model@lstm'], BOTH_MODELS, {}, None),
+    'evaluate_before_train': (None, 'evaluate --model lstm --stream spatial', [f'{UNIT}/spatial/model.pt is missing',
+                              'memrec train --model lstm --stream spatial --split 1 --seed 0', 'dvc repro model@lstm'], SPATIAL_FEATURES, {}, None),
+    'tables_before_models': (plain(tables__notebooks=['table1']), 'tables', ['results/synth holds no evaluated model', 'nbs/table1.ipynb reads them',
+                             'dvc repro model@convnet'], table_notebook, {}, None),
+    'frames_before_prepare': (None, 'frames', ['data/synth/index.csv is missing', '`memrec frames` reads the video index', 'run `dvc repro prepare`'], None, {}, None),
+    'flow_before_frames': (None, 'flow', ['data/synth/frames is missing or empty', 'run `dvc repro frames`'], PREPARED, {}, None),
+    'features_before_flow': (None, 'features --stream temporal', ['data/synth/flow is missing or empty', 'run `dvc repro flow`'], FRAMES, {}, None),
+    'finetune_before_frames': (plain(train__mode='finetune'), 'train --model lstm --stream spatial',
+                               ['data/synth/frames is missing or empty', '`memrec train` reads the decoded frames', 'run `dvc repro frames`'], PREPARED, {}, None),
+}
+
+@pytest.mark.parametrize('case', ERROR_CASES)
+def test_error_class_case(tmp_path, case):
+    edit, cmd, expect, setup, env, skip = ERROR_CASES[case]
+    if skip: pytest.skip(skip)
+    d = scratch(tmp_path, (lambda p: edit(p, tmp_path)) if edit else None)
+    if setup: setup(d)
+    print(run_bad(cmd, d, expect, **env))
+
+def test_tables_module_before_models(tmp_path):
+    "`python -m memrec.tables NB` (the tables@NB stage's command) before the model stages: the same line, nothing written."
+    d = scratch(tmp_path, setting(tables__notebooks=['table1'])); table_notebook(d)
+    before = snapshot(d)
+    r = subprocess.run([sys.executable, '-m', 'memrec.tables', 'table1'], cwd=d, capture_output=True, text=True, timeout=120,
+                       env={**{k: v for k, v in os.environ.items() if k != 'MEMREC_DEBUG'}, 'MEMREC_QUIET': '1'})
+    print(assert_one_line(r, ['results/synth holds no evaluated model', 'nbs/table1.ipynb reads them', 'dvc repro model@']))
+    assert snapshot(d) == before
+
+def test_error_classes_are_expected_and_layered():
+    "Every class is a MemrecError (one line, exit 2), importable from where it lived; memrec.errors imports nothing of memrec."
+    import ast, memrec.errors as E, memrec.download, memrec.tables, memrec.schema, memrec.cli
+    for c in (E.DownloadError, E.ChecksumError, E.ExtractError, E.WeightsUnavailable, E.DeviceError, E.ClusterError, E.MissingResults, E.NotebookError):
+        assert issubclass(c, E.MemrecError) and isinstance(c('x'), E.EXPECTED), c
+    assert memrec.download.DownloadError is E.DownloadError and memrec.tables.MissingResults is E.MissingResults
+    assert memrec.schema.ParamsError is E.ParamsError and memrec.cli.error_line is E.error_line
+    tree = ast.parse(Path(E.__file__).read_text())
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.level or (n.module or '').startswith('memrec'))]
