@@ -24,8 +24,8 @@ __all__ = ['UNION_TAGS', 'MESSAGES', 'TRAIN_MODES', 'BN_MODES', 'SAMPLINGS', 'SC
            'ReplicatesSection', 'ModelEntry', 'PipelineSection', 'FramesSection', 'FlowSection', 'FeaturesSection',
            'FusionSection', 'LocaliseSection', 'TablesSection', 'RuntimeSection', 'synth_section', 'extractor_names',
            'SourceSection', 'dataset_problem', 'TuneSection', 'Params', 'check_references', 'image_sizes',
-           'synth_lengths', 'sample_lengths', 'weighted_needs_validation', 'check_rules', 'validate_params',
-           'validate_sections', 'yaml_line', 'read_params']
+           'synth_lengths', 'rule_models', 'sample_lengths', 'weighted_needs_validation', 'check_rules',
+           'validate_params', 'validate_sections', 'yaml_line', 'read_params']
 
 # %% ../nbs/00a_schema.ipynb #7dbf2745
 class MemrecError(ValueError):
@@ -424,7 +424,6 @@ class TuneSection(Section):
     splits: Unique(Count) = None
     seeds: Unique(Index) = None
     val_fraction: ranged(float, Range(0, 1, True, True)) = None
-    grid: dict[str, dict[str, list]] = None
 
 class Params(Section):
     "params.yaml as a whole (errors in field order: the first one is reported)."
@@ -531,8 +530,11 @@ def _set_by(params: dict, model: str, key: str, stream: str, mode: str) -> tuple
     if name and name in RECIPES and key in RECIPES[name]: return ('recipes', name, key)   # a built-in recipe's value: override it in the model's train
     return ps(('train', key), _get(params, 'train', key))
 
-def image_sizes(params: dict):
-    "Crops fit in the stored frames: `features.image_size` <= `frames.short_side`; `finetune.image_size` <= `test_scale` or else `short_side`."
+def _mode(params: dict) -> str: return _get(params, 'train', 'mode', default='features')
+
+def image_sizes(params: dict, models=None):
+    """Crops fit in the stored frames: `features.image_size` <= `frames.short_side`; in finetune mode, `finetune.image_size`
+    <= `finetune.test_scale` or else `short_side`."""
     short = _get(params, 'frames', 'short_side')
     if short is None: return
     size = _get(params, 'features', 'image_size')
@@ -540,39 +542,42 @@ def image_sizes(params: dict):
         raise ParamsError(params_line(('features', 'image_size'), f'{size} px crops do not fit in frames stored at frames.short_side {short}: '
                                       f'every video would be skipped; set features.image_size <= {short} or frames.short_side >= {size}'))
     size, scale = _get(params, 'finetune', 'image_size'), _get(params, 'finetune', 'test_scale')
-    if isinstance(size, int) and size > (scale if isinstance(scale, int) else short):
+    if _mode(params) == 'finetune' and isinstance(size, int) and size > (scale if isinstance(scale, int) else short):
         why = f'finetune.test_scale {scale}' if isinstance(scale, int) else f'frames.short_side {short}'
         raise ParamsError(params_line(('finetune', 'image_size'), f'{size} px test crops do not fit in frames at {why}: set '
                                       f'finetune.image_size <= {scale if isinstance(scale, int) else short}, or frames.short_side (or finetune.test_scale) >= {size}'))
 
-def synth_lengths(params: dict):
-    "On synth (whose videos all have `datasets.synth.frames` frames): `num_frames` <= frames, every `flow_length` <= frames - 1."
+def synth_lengths(params: dict, models=None):
+    "On synth (whose videos all have `datasets.synth.frames` frames): `num_frames` <= frames, the mode's `flow_length` <= frames - 1."
     if params.get('dataset') != 'synth': return
     n = _get(params, 'datasets', 'synth', 'frames', default=48)   # SynthConfig's default
     T = _get(params, 'features', 'num_frames')
     if T is not None and T > n:
         raise ParamsError(params_line(('features', 'num_frames'), f'{T} positions in synth videos of {n} frames (datasets.synth.frames) '
                                       f'would repeat frames; set features.num_frames <= {n} or datasets.synth.frames >= {T}'))
-    for sec in ('features', 'finetune'):
+    for sec in ('features', 'finetune') if _mode(params) == 'finetune' else ('features',):
         L = _get(params, sec, 'flow_length')
         if isinstance(L, int) and L > n - 1:
             raise ParamsError(params_line((sec, 'flow_length'), f'{L} flow fields per stack, but synth videos of {n} frames '
                                           f'(datasets.synth.frames) have {n - 1}; set {sec}.flow_length <= {n - 1}'))
 
-def _mode(params: dict) -> str: return _get(params, 'train', 'mode', default='features')
+def rule_models(params: dict, models=None) -> list[str]:
+    "The models whose settings the rules check: those `dvc repro` runs (`pipeline.models`, else every `models:` entry), and `models`."
+    run = _get(params, 'pipeline', 'models') or list(params.get('models') or {})
+    return [m for m in dict.fromkeys([*run, *(models or ())]) if m in (params.get('models') or {})]
 
-def _configs(params: dict):
-    "(model, stream, kwargs, recipe) of every `models:` entry on each stream, in the configured training mode."
+def _configs(params: dict, models=None):
+    "(model, stream, kwargs, recipe) of each model of `rule_models` on each stream, in the configured training mode."
     from memrec.backbones import STREAMS
     from memrec.recipes import model_config
-    for m in params.get('models') or {}:
+    for m in rule_models(params, models):
         for s in STREAMS: yield (m, s, *model_config(params, m, s, _mode(params)))
 
-def sample_lengths(params: dict):
+def sample_lengths(params: dict, models=None):
     """Features mode: `snippet` <= `num_frames`; `segments` <= a sample's positions; `test_snippets` > 1 only with a
-    shorter snippet, and at most its distinct starts. Both modes: a model's `last` <= the positions a sample has."""
+    shorter snippet. Both modes: a model's `last` <= the positions a sample has."""
     mode, T = _mode(params), _get(params, 'features', 'num_frames')
-    for m, s, kw, r in _configs(params):
+    for m, s, kw, r in _configs(params, models):
         at = lambda key: params_line(_set_by(params, m, key, s, mode), f'(model {m}, {s} stream) ')
         S, seg, k = r.get('snippet'), r.get('segments'), r.get('test_snippets')
         if mode == 'features' and T is not None:
@@ -587,9 +592,6 @@ def sample_lengths(params: dict):
                 if not S or S >= T or r.get('snippet_split'):
                     raise ParamsError(at('test_snippets') + f'test_snippets {k} needs a snippet shorter than features.num_frames {T} '
                                       '(and no snippet_split): the whole video is one view; set test_snippets 1 (or null) or a snippet')
-                if k > T - S + 1:
-                    raise ParamsError(at('test_snippets') + f'test_snippets {k} > the {T - S + 1} distinct starts of a {S}-position '
-                                      f'snippet in {T} positions; set test_snippets <= {T - S + 1}')
             n = min(seg, n) if seg else n
         elif mode == 'finetune':
             from memrec.finetune import finetune_config
@@ -601,35 +603,37 @@ def sample_lengths(params: dict):
             raise ParamsError(params_line(loc, f'(model {m}, {s} stream) last {last} > the {n} positions of a sample: every step would be scored; '
                                           f'set last <= {n} or give the samples more positions'))
 
-def weighted_needs_validation(params: dict):
+def weighted_needs_validation(params: dict, models=None):
     "`fusion.rule: weighted` chooses its weight on validation videos: every model needs `val_fraction` > 0 on both streams."
     if _get(params, 'fusion', 'rule') != 'weighted': return
-    for m, s, kw, r in _configs(params):
+    for m, s, kw, r in _configs(params, models):
         if not r.get('val_fraction'):
             raise ParamsError(params_line(('fusion', 'rule'), f'weighted chooses the spatial weight on validation videos, but model {m} ({s} stream) '
                                           f'trains without them (val_fraction 0); set train.val_fraction (e.g. 0.2) or models.{m}.train.val_fraction, '
                                           f'or choose fusion.rule average, product or logits'))
 
 RULES = [   # (the top-level sections a rule reads, the rule): run when every section is checked (`validate_sections`)
-    (('frames', 'features', 'finetune'), image_sizes),
-    (('datasets', 'features', 'finetune'), synth_lengths),
-    (('features', 'train', 'recipes', 'models', 'finetune'), sample_lengths),
-    (('fusion', 'train', 'recipes', 'models', 'finetune'), weighted_needs_validation),
+    (('frames', 'features', 'finetune', 'train'), image_sizes),
+    (('datasets', 'features', 'finetune', 'train'), synth_lengths),
+    (('features', 'train', 'recipes', 'models', 'finetune', 'pipeline'), sample_lengths),
+    (('fusion', 'train', 'recipes', 'models', 'finetune', 'pipeline'), weighted_needs_validation),
 ]
 
-def check_rules(params: dict, sections=None):
-    "Raise `ParamsError` on the first rule of `RULES` that `params` (already typed by `Params`) breaks; with `sections`, only rules reading those."
+def check_rules(params: dict, sections=None, models=None):
+    """Raise `ParamsError` on the first rule of `RULES` that `params` (already typed by `Params`) breaks; with `sections`,
+    only rules reading those; a model's settings are checked for `rule_models(params, models)`."""
     for needs, rule in RULES:
-        if sections is None or all(s in sections for s in needs): rule(params)
+        if sections is None or all(s in sections for s in needs): rule(params, models)
 
 # %% ../nbs/00a_schema.ipynb #280071b2
-def validate_params(params: dict, root: str | Path | None = None) -> dict:
-    "`params` (params.yaml) if valid, else `ParamsError` with one line naming the key, the value and the valid choices."
+def validate_params(params: dict, root: str | Path | None = None, models=None) -> dict:
+    """`params` (params.yaml) if valid, else `ParamsError` with one line naming the key, the value and the valid choices;
+    the rules linking a model's settings cover `pipeline.models` and `models` (e.g. the model a command names)."""
     if not isinstance(params, dict): raise ParamsError(f'params.yaml: must be a mapping of sections, got {_short(params)}')
     try: Params.model_validate(params)
     except ValidationError as e: raise ParamsError(validation_line(e)) from e
     check_references(params, root)
-    check_rules(params)
+    check_rules(params, models=models)
     return params
 
 # %% ../nbs/00a_schema.ipynb #0b3d77e0

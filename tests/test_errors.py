@@ -133,7 +133,8 @@ def _text(old: str, new: str) -> str:
 
 SCHEMA_CASES = {   # id: (edit of params.yaml or its text, command, what the line must contain)
     'duplicate_section': (PARAMS_TEXT + '\ntrain:\n  lr: 0.1\n', 'prepare',
-                          ["params.yaml: line 331: duplicate key 'train' (first at line 93)", 'merge the two or delete one']),
+                          [f"params.yaml: line {len(PARAMS_TEXT.splitlines()) + 2}: duplicate key 'train' "
+                           f"(first at line {[l.split('#')[0].strip() for l in PARAMS_TEXT.splitlines()].index('train:') + 1})", 'merge the two or delete one']),
     'duplicate_keyword': (_text('  lstm:\n    hidden: 256\n', '  lstm:\n    hidden: 256\n    hidden: 128\n'), 'train --model lstm --stream spatial',
                           ["duplicate key 'hidden' in models.lstm", 'merge the two or delete one']),
     'thr_one': (setting(models__matdl__thr=1.0), 'prepare', ['params.yaml: models.matdl.thr:', 'must be in (0, 1), got 1']),
@@ -175,7 +176,7 @@ SCHEMA_CASES = {   # id: (edit of params.yaml or its text, command, what the lin
     'lr_steps_range': (setting(train__lr_steps=[0.5, 1.2]), 'prepare', ['params.yaml: train.lr_steps[1]:', 'must be in (0, 1), got 1.2']),
     'image_size': (setting(features__image_size=224), 'features --stream spatial',
                    ['params.yaml: features.image_size:', 'frames.short_side 112', 'set features.image_size <= 112 or frames.short_side >= 224']),
-    'finetune_image_size': (setting(finetune__image_size=160), 'prepare',
+    'finetune_image_size': (setting(finetune__image_size=160, train__mode='finetune'), 'prepare',
                             ['params.yaml: finetune.image_size:', 'frames.short_side 112', 'set finetune.image_size <= 112']),
     'snippet': (setting(models__alstm__train={**PARAMS['models']['alstm']['train'], 'snippet': 16}), 'train --model alstm --stream spatial',
                 ['params.yaml: models.alstm.train.snippet:', 'features.num_frames 12', 'set it <= 12']),
@@ -183,8 +184,9 @@ SCHEMA_CASES = {   # id: (edit of params.yaml or its text, command, what the lin
                        ['params.yaml: recipes.videolstm_paper.snippet:', 'snippet 30 > features.num_frames 12', 'set it <= 12']),
     'segments': (setting(models__rlstm__train={**PARAMS['models']['rlstm']['train'], 'segments': 16}), 'prepare',
                  ['params.yaml: models.rlstm.train.segments:', 'segments 16 > the 12 positions', 'set segments <= 12']),
-    'test_snippets': (setting(models__alstm__train={**PARAMS['models']['alstm']['train'], 'test_snippets': 9}), 'prepare',
-                      ['params.yaml: models.alstm.train.test_snippets:', 'test_snippets 9 > the 5 distinct starts', 'set test_snippets <= 5']),
+    'test_snippets_split': (setting(models__tattn__train={**PARAMS['models']['tattn']['train'], 'snippet_split': True}), 'prepare',
+                            ['params.yaml: models.tattn.train.test_snippets:', 'needs a snippet shorter than features.num_frames 12 (and no snippet_split)',
+                             'set test_snippets 1']),
     'test_snippets_whole': (setting(train__test_snippets=4), 'prepare',
                             ['params.yaml: train.test_snippets:', 'needs a snippet shorter than features.num_frames 12', 'set test_snippets 1']),
     'tattn_last': (setting(models__tattn__last=7), 'evaluate --model tattn --stream spatial',
