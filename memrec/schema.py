@@ -4,12 +4,12 @@
 
 # %% ../nbs/00a_schema.ipynb #f5b9811f
 from __future__ import annotations
-import dataclasses, functools, inspect, typing
+import inspect
 from pathlib import Path
 from typing import Annotated, Any, Optional, Union
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter,
-                      ValidationError, create_model, field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError,
+                      create_model, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 from .core import load_params, repo_root
 
@@ -139,6 +139,9 @@ def per_stream(t) -> Any:
                      Discriminator(lambda v: '<per-stream>' if isinstance(v, dict) else '<value>')]
 
 # %% ../nbs/00a_schema.ipynb #9824faba
+import dataclasses, functools, typing
+from pydantic import TypeAdapter
+
 class Range:
     "An interval check that words its bounds: `Range(0, 1, hi_open=True)` is [0, 1), `Range(1)` is >= 1."
     def __init__(self, lo=None, hi=None, lo_open=False, hi_open=False): self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
