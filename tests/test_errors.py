@@ -195,7 +195,9 @@ SCHEMA_CASES = {   # id: (edit of params.yaml or its text, command, what the lin
                         ['params.yaml: fusion.rule:', 'validation videos', 'val_fraction 0', 'set train.val_fraction (e.g. 0.2)']),
     'synth_num_frames': (setting(features__num_frames=60), 'prepare',
                          ['params.yaml: features.num_frames:', 'synth videos of 48 frames', 'set features.num_frames <= 48']),
-    'synth_flow_length': (setting(finetune__flow_length=48), 'prepare', ['params.yaml: finetune.flow_length:', 'set finetune.flow_length <= 47']),
+    'synth_flow_length': (setting(features__flow_length=48), 'features --stream temporal', ['params.yaml: features.flow_length:', 'set features.flow_length <= 47']),
+    'synth_finetune_flow_length': (setting(finetune__flow_length=60, train__mode='finetune'), 'prepare',
+                                   ['params.yaml: finetune.flow_length:', 'set finetune.flow_length <= 47']),
 }
 
 @pytest.mark.parametrize('case', SCHEMA_CASES)
