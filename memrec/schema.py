@@ -244,6 +244,10 @@ class TrainSection(Closed):
     find_unused_parameters: bool = None
 
 # %% ../nbs/00a_schema.ipynb #af7ca0b6
+def _finetune_registries():
+    from memrec.finetune import LOCAL_INITS, TEST_PROTOCOLS
+    return TEST_PROTOCOLS, LOCAL_INITS
+
 class FinetuneSection(Section):
     "`finetune:` and `models.<m>.finetune`: end-to-end fine-tuning (other keys allowed while it evolves)."
     recipe: str = None
@@ -265,6 +269,9 @@ class FinetuneSection(Section):
     flow_length: Count = None
     test_crops: choice('test crop count', (1, 5, 10)) = None   # augment.test_crops: centre, 4 corners + centre, and their flips
     test_groups: Count = None
+    test_scale: Optional[Count] = None          # test frames resized to this short side before the crops (null: as stored)
+    test_protocol: Optional[choice('test protocol', lambda: _finetune_registries()[0])] = None   # finetune.TEST_PROTOCOLS
+    local_init: Optional[choice('local initialisation', lambda: _finetune_registries()[1])] = None   # finetune.LOCAL_INITS
     train: Optional[FinetuneSection] = None     # finetune.train: recipe overrides for every model
 
 # %% ../nbs/00a_schema.ipynb #f48f4167
@@ -598,7 +605,8 @@ def sample_lengths(params: dict, models=None):
             n = min(seg, n) if seg else n
         elif mode == 'finetune':
             from memrec.finetune import finetune_config
-            n = finetune_config(params, s, r)[0]['segments']   # the clip's positions (a recipe's snippet or segments win)
+            try: n = finetune_config(params, s, r)[0]['segments']   # the clip's positions (a recipe's snippet or segments win)
+            except ValueError as e: raise ParamsError(f'params.yaml: {e}') from None   # its own one-line errors name the key
         else: continue
         last = kw.get('last', getattr(inspect.signature(model_names()[_get(params, 'models', m, 'arch', default=m)].__init__).parameters.get('last'), 'default', None))
         if isinstance(last, int) and isinstance(n, int) and last > n:
