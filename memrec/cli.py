@@ -105,7 +105,8 @@ def run(argv=None):
     if args.stage in TORCH_STAGES and os.environ.get('MEMREC_DEVICE'): check_device(os.environ['MEMREC_DEVICE'])
     if args.stage in ('frames', 'flow', 'features'):         # Ray cluster of runtime.address: answering, before any work
         from memrec.executor import check_cluster, runtime_params; check_cluster(runtime_params(params))
-    if args.stage in ('run', 'train', 'evaluate', 'fuse'): check_model(params, args.model)
+    if args.stage in ('run', 'train', 'evaluate', 'fuse'):     # the rules linking this model's settings, in pipeline.models or not
+        check_model(params, args.model); validate_params(params, models=[args.model])
     if args.stage in ('train', 'evaluate', 'fuse'):
         from memrec.core import unit_params; params = validate_params(unit_params(params, args.split, args.seed))
     if args.stage in ('run', 'train', 'evaluate') and train_mode(params) == 'features':

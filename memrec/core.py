@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np, yaml
 
 # %% auto #0
-__all__ = ['DEVICE_TYPES', 'repo_root', 'ref_data', 'load_params', 'replicates', 'unit_params', 'lookup', 'Registry',
-           'atomic_path', 'atomic_write_text', 'atomic_write_json', 'atomic_dir', 'atomic_torch_save', 'config_hash',
-           'prepare_outdir', 'file_hashes', 'write_files_manifest', 'set_seed', 'progress', 'check_device', 'device',
-           'useful']
+__all__ = ['DEVICE_TYPES', 'repo_root', 'ref_data', 'DuplicateKeyError', 'UniqueKeyLoader', 'load_params', 'replicates',
+           'unit_params', 'lookup', 'Registry', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'atomic_dir',
+           'atomic_torch_save', 'config_hash', 'prepare_outdir', 'file_hashes', 'write_files_manifest', 'set_seed',
+           'progress', 'check_device', 'device', 'useful']
 
 # %% ../nbs/00_core.ipynb #a35ae7a1
 def repo_root(start: str | Path | None = None) -> Path:
@@ -28,10 +28,35 @@ def ref_data(*parts) -> Path:
     return repo_root() / 'refdata' / Path(*parts)
 
 # %% ../nbs/00_core.ipynb #46613c4b
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    "A key given twice in one YAML mapping: `line` is its one-line description (without the file name)."
+    def __init__(self, path: tuple, key, mark, first):
+        where = f' in {".".join(map(str, path))}' if path else ''
+        self.line = (f'line {mark.line + 1}: duplicate key {key!r}{where} (first at line {first.line + 1}): YAML would keep only '
+                     f'the last one and DVC refuses the file; merge the two or delete one')
+        super().__init__(None, None, self.line, mark)
+
+def _no_duplicate_keys(node, path=()):
+    "Raise `DuplicateKeyError` for the first mapping under `node` (a composed YAML node) that gives a key twice."
+    if isinstance(node, yaml.MappingNode):
+        seen = {}
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.tag != 'tag:yaml.org,2002:merge':   # `<<:` merges may be overridden
+                if (k.tag, k.value) in seen: raise DuplicateKeyError(path, k.value, k.start_mark, seen[k.tag, k.value])
+                seen[k.tag, k.value] = k.start_mark
+            _no_duplicate_keys(v, (*path, getattr(k, 'value', '?')))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value): _no_duplicate_keys(v, (*path, i))
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    "`yaml.SafeLoader` that refuses duplicate keys (as DVC's parser does) instead of silently keeping the last one."
+    def construct_document(self, node):
+        _no_duplicate_keys(node); return super().construct_document(node)
+
 def load_params(path: str | Path | None = None) -> dict:
-    "Read `params.yaml` (default: the one at `repo_root()`)."
+    "Read `params.yaml` (default: the one at `repo_root()`); a key given twice in one mapping is a `DuplicateKeyError`."
     path = Path(path) if path else repo_root() / 'params.yaml'
-    with open(path) as f: return yaml.safe_load(f)
+    with open(path) as f: return yaml.load(f, UniqueKeyLoader)
 
 # %% ../nbs/00_core.ipynb #1ffd5fb0
 def replicates(params: dict, model: str | None = None) -> list[tuple[int, int]]:

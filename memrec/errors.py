@@ -46,9 +46,11 @@ class NotebookError(MemrecError):
 
 # %% ../nbs/00c_errors.ipynb #d1289676
 def yaml_line(e: yaml.YAMLError, name: str | None = None) -> str:
-    "One line for YAML error `e`: file, line and column, what the parser found."
+    """One line for YAML error `e`: file, line and column, what the parser found; an error that carries its own one-line
+    description as `e.line` (core.DuplicateKeyError: a key given twice) is that line after the file name."""
     mark = getattr(e, 'problem_mark', None) or getattr(e, 'context_mark', None)
-    name = name or (mark.name if mark else 'YAML')
+    name = name or (mark.name.replace('\\', '/').rsplit('/', 1)[-1] if mark else 'YAML')
+    if isinstance(getattr(e, 'line', None), str): return f'{name}: {e.line}'
     where = f'line {mark.line + 1}, column {mark.column + 1}: ' if mark else ''
     what = ' '.join(str(getattr(e, 'problem', None) or e).split())
     ctx, cm = getattr(e, 'context', None), getattr(e, 'context_mark', None)

@@ -15,16 +15,20 @@ from .core import load_params, repo_root
 
 # %% auto #0
 __all__ = ['UNION_TAGS', 'MESSAGES', 'TRAIN_MODES', 'BN_MODES', 'SAMPLINGS', 'SCALES', 'Positive', 'NonNegative', 'Count',
-           'Index', 'Fraction', 'Unit', 'MODEL_KEYS', 'NonEmpty', 'key_path', 'params_line', 'validation_line',
-           'problem', 'choice', 'dataset_names', 'backbone_names', 'flow_method_names', 'model_names', 'fusion_rules',
-           'streams', 'executor_names', 'optimizer_names', 'recipe_names', 'dataset_splits', 'stream_keys_problem',
-           'per_stream', 'Section', 'Closed', 'TrainSection', 'FinetuneSection', 'model_keywords', 'ReplicatesSection',
+           'Index', 'Fraction', 'Unit', 'Momentum', 'Steps', 'Milestones', 'Unique', 'MODEL_KEYS', 'PROBABILITY',
+           'KEYWORD_RULES', 'NonEmpty', 'SYNTH_RULES', 'RULES', 'key_path', 'params_line', 'validation_problem',
+           'validation_line', 'problem', 'choice', 'dataset_names', 'backbone_names', 'flow_method_names',
+           'model_names', 'fusion_rules', 'streams', 'executor_names', 'optimizer_names', 'recipe_names',
+           'dataset_splits', 'stream_keys_problem', 'per_stream', 'Range', 'ranged', 'Section', 'Closed',
+           'TrainSection', 'FinetuneSection', 'model_keywords', 'keyword_type', 'check_keyword', 'ReplicatesSection',
            'ModelEntry', 'PipelineSection', 'FramesSection', 'FlowSection', 'FeaturesSection', 'FusionSection',
-           'LocaliseSection', 'TablesSection', 'RuntimeSection', 'Params', 'check_references', 'validate_params',
-           'validate_sections', 'yaml_line', 'read_params']
+           'LocaliseSection', 'TablesSection', 'RuntimeSection', 'synth_section', 'extractor_names', 'SourceSection',
+           'dataset_problem', 'TuneSection', 'Params', 'check_references', 'image_sizes', 'synth_lengths',
+           'rule_models', 'sample_lengths', 'weighted_needs_validation', 'check_rules', 'validate_params',
+           'validate_sections', 'read_params']
 
 # %% ../nbs/00a_schema.ipynb #7dbf2745
-from .errors import MemrecError, ParamsError   # defined in memrec.errors (nbs/00c_errors), still importable from here
+from .errors import MemrecError, ParamsError, yaml_line   # defined in memrec.errors (nbs/00c_errors), still importable from here
 
 UNION_TAGS = ('<value>', '<per-stream>')   # pydantic puts the chosen union member in an error's location; not a key
 
@@ -50,19 +54,24 @@ MESSAGES = {'int_type': 'must be an integer', 'float_type': 'must be a number', 
 def _short(v, n: int = 60) -> str:
     r = repr(v); return r if len(r) <= n else r[:n - 3] + '...'
 
-def validation_line(e: ValidationError, prefix: tuple = ()) -> str:
-    "One line for pydantic's `e` (its first error; the count of the others) about the value at key path `prefix`."
+def validation_problem(e: ValidationError) -> tuple[tuple, str]:
+    "(key path inside the value checked, one-line message) of pydantic's `e`: its first error, and the count of the others."
     errs = e.errors(include_url=False); err = errs[0]; ctx = err.get('ctx') or {}
-    if err['type'] == 'memrec': loc, msg = (*prefix, *err['loc'], *ctx['key']), ctx['msg']
+    if err['type'] == 'memrec': loc, msg = (*err['loc'], *ctx['key']), ctx['msg']
     else:
-        loc = (*prefix, *err['loc']); bounds = {k: f'{v:g}' if isinstance(v, float) else v for k, v in ctx.items()}
+        loc = tuple(err['loc']); bounds = {k: f'{v:g}' if isinstance(v, float) else v for k, v in ctx.items()}
         msg = MESSAGES[err['type']].format(**bounds) if err['type'] in MESSAGES else ' '.join(err['msg'].split())
         if err['type'] != 'missing': msg += f', got {_short(err["input"])}'
         if err['type'] == 'float_type' and isinstance(err['input'], str):
             try: float(err['input']); msg += ' (YAML reads 1e-3 as text: write 1.0e-3)'
             except ValueError: pass
     if len(errs) > 1: msg += f' (and {len(errs) - 1} more)'
-    return params_line(loc, msg)
+    return loc, msg
+
+def validation_line(e: ValidationError, prefix: tuple = ()) -> str:
+    "One line for pydantic's `e` (its first error; the count of the others) about the value at key path `prefix`."
+    loc, msg = validation_problem(e)
+    return params_line((*prefix, *loc), msg)
 
 # %% ../nbs/00a_schema.ipynb #e697a2fc
 def problem(msg: str, *key) -> PydanticCustomError:
@@ -125,6 +134,47 @@ def per_stream(t) -> Any:
     return Annotated[Union[Annotated[t, Tag('<value>')], Annotated[dict[str, t], BeforeValidator(_stream_keys), Tag('<per-stream>')]],
                      Discriminator(lambda v: '<per-stream>' if isinstance(v, dict) else '<value>')]
 
+# %% ../nbs/00a_schema.ipynb #9824faba
+import dataclasses, functools, typing
+from pydantic import TypeAdapter
+
+class Range:
+    "An interval check that words its bounds: `Range(0, 1, hi_open=True)` is [0, 1), `Range(1)` is >= 1."
+    def __init__(self, lo=None, hi=None, lo_open=False, hi_open=False): self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+    def __repr__(self):
+        if self.hi is None: return f'{">" if self.lo_open else ">="} {self.lo:g}'
+        if self.lo is None: return f'{"<" if self.hi_open else "<="} {self.hi:g}'
+        return f'{"(" if self.lo_open else "["}{self.lo:g}, {self.hi:g}{")" if self.hi_open else "]"}'
+    def ok(self, v) -> bool:
+        lo = self.lo is None or (v > self.lo if self.lo_open else v >= self.lo)
+        return lo and (self.hi is None or (v < self.hi if self.hi_open else v <= self.hi))
+    def __call__(self, v):
+        if not self.ok(v): raise problem(f'must be {"in " if None not in (self.lo, self.hi) else ""}{self!r}, got {v:g}')   # 1 (a float field) as written
+        return v
+
+def ranged(t, rule) -> Any:
+    "Type `t` whose values must also pass `rule` (a `Range`, or a function raising `problem`)."
+    return Annotated[t, AfterValidator(rule)]
+
+def _odd(v):
+    if v < 1 or v % 2 == 0: raise problem(f'must be an odd number >= 1 (a kernel centred on its position), got {_short(v)}')
+    return v
+
+def _increasing(v):
+    if any(b <= a for a, b in zip(v, v[1:])): raise problem(f'must increase strictly, got {_short(v)}')
+    return v
+
+def _unique(v):
+    if dups := [x for i, x in enumerate(v) if x in v[:i]]:
+        raise problem(f'{dups[0]!r} is listed twice, got {_short(v)}: each replicate would be trained twice into one folder and '
+                      'counted once; list each value once')
+    return v
+
+Momentum = ranged(float, Range(0, 1, hi_open=True))                                 # SGD momentum: 1 never forgets a gradient
+Steps = ranged(list[ranged(float, Range(0, 1, True, True))], _increasing)           # lr_steps: fractions of training, in order
+Milestones = ranged(list[Index], _increasing)
+Unique = lambda t: Annotated[list[t], Field(min_length=1), AfterValidator(_unique)]
+
 # %% ../nbs/00a_schema.ipynb #70f00f3a
 class Section(BaseModel):
     "A params.yaml section: the keys below checked (strict types), other keys allowed."
@@ -161,16 +211,16 @@ class TrainSection(Closed):
     recipe: str = None
     optimizer: per_stream(choice('optimizer', optimizer_names)) = None
     lr: per_stream(Positive) = None
-    momentum: per_stream(NonNegative) = None
+    momentum: per_stream(Momentum) = None
     decay: per_stream(Unit) = None
     rho: per_stream(Unit) = None
     eps: per_stream(Positive) = None
     weight_decay: per_stream(NonNegative) = None
     batch_size: per_stream(Count) = None
     epochs: per_stream(Count) = None
-    lr_steps: per_stream(list[Unit]) = None
-    milestones: per_stream(list[Index]) = None
-    milestone_epochs: per_stream(list[Index]) = None
+    lr_steps: per_stream(Steps) = None
+    milestones: per_stream(Milestones) = None
+    milestone_epochs: per_stream(Milestones) = None
     max_iters: Optional[per_stream(Count)] = None
     scale: per_stream(Annotated[Any, AfterValidator(_scale)]) = None
     ref_train_videos: Count = None
@@ -190,12 +240,16 @@ class TrainSection(Closed):
     find_unused_parameters: bool = None
 
 # %% ../nbs/00a_schema.ipynb #af7ca0b6
+def _finetune_registries():
+    from memrec.finetune import LOCAL_INITS, TEST_PROTOCOLS
+    return TEST_PROTOCOLS, LOCAL_INITS
+
 class FinetuneSection(Section):
     "`finetune:` and `models.<m>.finetune`: end-to-end fine-tuning (other keys allowed while it evolves)."
     recipe: str = None
     optimizer: per_stream(choice('optimizer', optimizer_names)) = None
     lr: per_stream(Positive) = None
-    momentum: per_stream(NonNegative) = None
+    momentum: per_stream(Momentum) = None
     weight_decay: per_stream(NonNegative) = None
     batch_size: per_stream(Count) = None
     epochs: per_stream(Count) = None
@@ -211,6 +265,9 @@ class FinetuneSection(Section):
     flow_length: Count = None
     test_crops: choice('test crop count', (1, 5, 10)) = None   # augment.test_crops: centre, 4 corners + centre, and their flips
     test_groups: Count = None
+    test_scale: Optional[Count] = None          # test frames resized to this short side before the crops (null: as stored)
+    test_protocol: Optional[choice('test protocol', lambda: _finetune_registries()[0])] = None   # finetune.TEST_PROTOCOLS
+    local_init: Optional[choice('local initialisation', lambda: _finetune_registries()[1])] = None   # finetune.LOCAL_INITS
     train: Optional[FinetuneSection] = None     # finetune.train: recipe overrides for every model
 
 # %% ../nbs/00a_schema.ipynb #f48f4167
@@ -222,12 +279,45 @@ def model_keywords(arch: str) -> list[str] | None:
     if any(p.kind == p.VAR_KEYWORD for p in ps): return None
     return [p.name for p in ps if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
+PROBABILITY = Range(0, 1, hi_open=True)   # a drop probability: 1 drops everything
+KEYWORD_RULES = {   # models.<m>.<keyword>: what the signature's type cannot say (a Range, the valid strings, or a check)
+    'hidden': Range(1), 'hidden_m': Range(1), 'mem_dim': Range(1), 'ctrl_dim': Range(1), 'embed': Range(1), 'bottleneck': Range(1),
+    'att': Range(1), 'layers': Range(1), 'last': Range(1),        # sizes, depths, scored steps (`last` <= a sample's positions: rules below)
+    'fc': Range(0), 'att_dim': Range(0),                          # 0: no hidden fc layer / 003's scalar attention (Eq. 5)
+    'res_blocks': Range(0), 'local_blocks': Range(0),             # 002 Table 5: 0 = the R-LSTM output straight to pooling
+    'k': _odd, 'att_k': _odd,                                     # conv kernels padded by k // 2: an even one shifts the map
+    'dropout': PROBABILITY, 'in_dropout': PROBABILITY,
+    'thr': Range(0, 1, True, True),                               # MATDL's write gate a_t > thr, a_t = sigmoid(q_t) (Eq. 7-8, 000)
+    'l2': Range(0),                                               # 003's L2 weight in the loss (Eq. 8)
+    'bn_momentum': Range(0, 1, lo_open=True),                     # 002's slow BN statistics: 0 never updates them
+    'loss': ('video', 'frame'), 'pool': ('logits', 'probs'), 'write': ('learned', 'all'), 'impl': ('fused', 'autograd'),
+    'attn': ('mlp', 'location'), 'branches': ('both', 'local', 'nonlocal'), 'top_stream': ('rgb', 'flow'), 'score_map': ('flow', 'top'),
+}
+
+@functools.cache
+def keyword_type(arch: str, kw: str) -> Any:
+    "The type of `models.<m>.<kw>` for model `arch`: its annotation in `__init__`, the range of `KEYWORD_RULES`, per stream."
+    t = typing.get_type_hints(model_names()[arch].__init__).get(kw, Any)
+    args = typing.get_args(t); opt = type(None) in args
+    base = next(a for a in args if a is not type(None)) if opt else t
+    rule = KEYWORD_RULES.get(kw)
+    inner = choice(kw, rule) if isinstance(rule, tuple) else ranged(base, rule) if rule else base
+    return Optional[per_stream(inner)] if opt else per_stream(inner)
+
+@functools.cache
+def _adapter(t) -> TypeAdapter: return TypeAdapter(t, config=ConfigDict(strict=True))
+
+def check_keyword(arch: str, kw: str, v):
+    "Raise `problem` (at key `kw`) if `v` is not a valid value of model `arch`'s keyword `kw`."
+    try: _adapter(keyword_type(arch, kw)).validate_python(v)
+    except ValidationError as e: loc, msg = validation_problem(e); raise problem(msg, kw, *loc) from None
+
 NonEmpty = lambda t: Annotated[list[t], Field(min_length=1)]
 
 class ReplicatesSection(Closed):
-    "`replicates` (or `models.<m>.replicates`): the official splits and the training seeds every model is run on."
-    splits: NonEmpty(Count)
-    seeds: NonEmpty(Index)
+    "`replicates` (or `models.<m>.replicates`): the official splits and the training seeds every model is run on, each once."
+    splits: Unique(Count)
+    seeds: Unique(Index)
 
 class ModelEntry(Section):
     "`models.<m>`: keyword arguments of the model (values may be per stream), `arch`, `train`, `finetune` and `replicates`."
@@ -286,7 +376,61 @@ class RuntimeSection(Closed):
     threads: Optional[Count] = None         # per training / evaluation process
     train_workers: Optional[Count] = None   # model@<m>: replicate processes in parallel (None: one per core; 1 on a GPU)
 
+# %% ../nbs/00a_schema.ipynb #c8034e98
+SYNTH_RULES = {'seed': Range(0), 'classes': Range(2), 'groups': Range(3), 'clips_per_group': Range(1),
+               'test_fraction': Range(0, 1, True, True), 'scene_prob': Range(0, 1), 'frames': Range(1), 'width': Range(1),
+               'height': Range(1), 'fps': Range(1), 'distractor_ratio': Range(0, 0.8, hi_open=True), 'ext': ('avi', 'mp4')}
+
+@functools.cache
+def synth_section() -> type:
+    "`datasets.synth`: a `Closed` section with a field per `SynthConfig` field (its type, the range of `SYNTH_RULES`) and `rawframes`."
+    from memrec.synth import SynthConfig
+    hints = typing.get_type_hints(SynthConfig)
+    rule = lambda f: choice(f, SYNTH_RULES[f]) if isinstance(SYNTH_RULES.get(f), tuple) else ranged(hints[f], SYNTH_RULES[f]) if f in SYNTH_RULES else hints[f]
+    fields = {f.name: (rule(f.name), None) for f in dataclasses.fields(SynthConfig)}
+    return create_model('SynthSection', __base__=Closed, **fields, rawframes=(Optional[str], None))
+
+def extractor_names(): from memrec.download import EXTRACTORS; return ('auto', *EXTRACTORS)
+
+def _sha256s(v):
+    if not isinstance(v, dict): raise problem(f'must be a mapping of source name to its sha256 (e.g. {{videos: <64 hex digits>}}), got {_short(v)}')
+    for k, h in v.items():
+        if not (isinstance(h, str) and len(h) == 64 and all(c in '0123456789abcdefABCDEF' for c in h)):
+            raise problem(f'must be a sha256: 64 hex digits, got {_short(h)}', k)
+    return v
+
+class SourceSection(Closed):
+    "`datasets.<name>` of a dataset downloaded from archives (`data.fetch_archives`)."
+    urls: dict[str, Optional[str]] = None
+    sha256: Annotated[Any, BeforeValidator(_sha256s)] = None
+    verify_tls: bool = None
+    extractor: choice('extractor', extractor_names) = None
+    rawframes: Optional[str] = None
+    downloads: Optional[str] = None
+
+def dataset_problem(name: str, conf) -> PydanticCustomError | None:
+    "What is wrong with `datasets.<name>` (None: nothing); its key path starts at `name`."
+    if name not in dataset_names(): return problem(f'unknown dataset {name!r}; valid dataset names: {", ".join(sorted(dataset_names()))}', name)
+    try: (synth_section() if name == 'synth' else SourceSection).model_validate(conf or {})
+    except ValidationError as e: loc, msg = validation_problem(e); return problem(msg, name, *loc)
+    if name == 'synth':
+        from memrec.synth import SynthConfig
+        try: SynthConfig(**{k: v for k, v in (conf or {}).items() if k != 'rawframes'})
+        except ValueError as e: return problem(str(e).removeprefix('synth '), name)
+        return None
+    from memrec.data import SOURCES
+    valid = SOURCES.get(name, {})
+    for key in ('urls', 'sha256'):
+        for k in (conf or {}).get(key) or {}:
+            if valid and k not in valid: return problem(f'unknown source {k!r}; valid sources of {name}: {", ".join(valid)}', name, key, k)
+
 # %% ../nbs/00a_schema.ipynb #bb334477
+class TuneSection(Section):
+    "`tune:` (`08e_tune`, which checks the grid): validation replicates, each split and seed once."
+    splits: Unique(Count) = None
+    seeds: Unique(Index) = None
+    val_fraction: ranged(float, Range(0, 1, True, True)) = None
+
 class Params(Section):
     "params.yaml as a whole (errors in field order: the first one is reported)."
     dataset: choice('dataset', dataset_names)
@@ -306,6 +450,14 @@ class Params(Section):
     localise: LocaliseSection = None
     tables: TablesSection = None
     runtime: RuntimeSection = None
+    tune: TuneSection = None
+
+    @field_validator('datasets')
+    @classmethod
+    def _datasets(cls, datasets):
+        for name, conf in datasets.items():
+            if err := dataset_problem(name, conf): raise err
+        return datasets
 
     @field_validator('models')
     @classmethod
@@ -320,6 +472,9 @@ class Params(Section):
                     raise problem(f'model {arch} takes no keyword {k!r}; valid keywords: {", ".join(valid)} (and {", ".join(MODEL_KEYS)})', m, k)
                 if isinstance(v, dict) and set(v) & set(streams()) and (err := stream_keys_problem(v)):   # meant per stream
                     raise problem(err.context['msg'], m, k, *err.context['key'])
+                if valid is not None:
+                    try: check_keyword(arch, k, v)
+                    except PydanticCustomError as e: raise problem(e.context['msg'], m, *e.context['key']) from None
         return models
 
 # %% ../nbs/00a_schema.ipynb #af1c6589
@@ -361,13 +516,131 @@ def check_references(params: dict, root: str | Path | None = None, sections=None
             raise ParamsError(params_line(('tables', 'notebooks', i), f'no notebook nbs/{nb}.ipynb; valid notebooks: '
                                           f'{", ".join(valid) or "none (no nbs/*.ipynb next to params.yaml)"}'))
 
+# %% ../nbs/00a_schema.ipynb #e43715c0
+def _get(d, *keys, default=None):
+    for k in keys:
+        if not isinstance(d, dict) or d.get(k) is None: return default
+        d = d[k]
+    return d
+
+def _set_by(params: dict, model: str, key: str, stream: str, mode: str) -> tuple:
+    "Key path of the layer that gives `model` its effective recipe value `key` (the last one `model_config` merges)."
+    from memrec.recipes import RECIPES
+    ps = lambda loc, v: (*loc, stream) if isinstance(v, dict) and stream in v else loc
+    if mode == 'finetune': layers = [(('finetune', 'train'), _get(params, 'finetune', 'train')), (('models', model, 'finetune'), _get(params, 'models', model, 'finetune'))]
+    else: layers = [(('models', model, 'train'), _get(params, 'models', model, 'train'))]
+    for loc, layer in reversed(layers):
+        if key in (layer or {}): return ps((*loc, key), layer[key])
+    name = next((l.get('recipe') for _, l in reversed(layers) if (l or {}).get('recipe')), None) or (None if mode == 'finetune' else _get(params, 'train', 'recipe'))
+    if name and key in (_get(params, 'recipes', name) or {}): return ps(('recipes', name, key), params['recipes'][name][key])
+    if name and name in RECIPES and key in RECIPES[name]: return ('recipes', name, key)   # a built-in recipe's value: override it in the model's train
+    return ps(('train', key), _get(params, 'train', key))
+
+def _mode(params: dict) -> str: return _get(params, 'train', 'mode', default='features')
+
+def image_sizes(params: dict, models=None):
+    """Crops fit in the stored frames: `features.image_size` <= `frames.short_side`; in finetune mode, `finetune.image_size`
+    <= `finetune.test_scale` or else `short_side`."""
+    short = _get(params, 'frames', 'short_side')
+    if short is None: return
+    size = _get(params, 'features', 'image_size')
+    if size is not None and size > short:
+        raise ParamsError(params_line(('features', 'image_size'), f'{size} px crops do not fit in frames stored at frames.short_side {short}: '
+                                      f'every video would be skipped; set features.image_size <= {short} or frames.short_side >= {size}'))
+    size, scale = _get(params, 'finetune', 'image_size'), _get(params, 'finetune', 'test_scale')
+    if _mode(params) == 'finetune' and isinstance(size, int) and size > (scale if isinstance(scale, int) else short):
+        why = f'finetune.test_scale {scale}' if isinstance(scale, int) else f'frames.short_side {short}'
+        raise ParamsError(params_line(('finetune', 'image_size'), f'{size} px test crops do not fit in frames at {why}: set '
+                                      f'finetune.image_size <= {scale if isinstance(scale, int) else short}, or frames.short_side (or finetune.test_scale) >= {size}'))
+
+def synth_lengths(params: dict, models=None):
+    "On synth (whose videos all have `datasets.synth.frames` frames): `num_frames` <= frames, the mode's `flow_length` <= frames - 1."
+    if params.get('dataset') != 'synth': return
+    n = _get(params, 'datasets', 'synth', 'frames', default=48)   # SynthConfig's default
+    T = _get(params, 'features', 'num_frames')
+    if T is not None and T > n:
+        raise ParamsError(params_line(('features', 'num_frames'), f'{T} positions in synth videos of {n} frames (datasets.synth.frames) '
+                                      f'would repeat frames; set features.num_frames <= {n} or datasets.synth.frames >= {T}'))
+    for sec in ('features', 'finetune') if _mode(params) == 'finetune' else ('features',):
+        L = _get(params, sec, 'flow_length')
+        if isinstance(L, int) and L > n - 1:
+            raise ParamsError(params_line((sec, 'flow_length'), f'{L} flow fields per stack, but synth videos of {n} frames '
+                                          f'(datasets.synth.frames) have {n - 1}; set {sec}.flow_length <= {n - 1}'))
+
+def rule_models(params: dict, models=None) -> list[str]:
+    "The models whose settings the rules check: those `dvc repro` runs (`pipeline.models`, else every `models:` entry), and `models`."
+    run = _get(params, 'pipeline', 'models') or list(params.get('models') or {})
+    return [m for m in dict.fromkeys([*run, *(models or ())]) if m in (params.get('models') or {})]
+
+def _configs(params: dict, models=None):
+    "(model, stream, kwargs, recipe) of each model of `rule_models` on each stream, in the configured training mode."
+    from memrec.backbones import STREAMS
+    from memrec.recipes import model_config
+    for m in rule_models(params, models):
+        for s in STREAMS: yield (m, s, *model_config(params, m, s, _mode(params)))
+
+def sample_lengths(params: dict, models=None):
+    """Features mode: `snippet` <= `num_frames`; `segments` <= a sample's positions; `test_snippets` > 1 only with a
+    shorter snippet. Both modes: a model's `last` <= the positions a sample has."""
+    mode, T = _mode(params), _get(params, 'features', 'num_frames')
+    for m, s, kw, r in _configs(params, models):
+        at = lambda key: params_line(_set_by(params, m, key, s, mode), f'(model {m}, {s} stream) ')
+        S, seg, k = r.get('snippet'), r.get('segments'), r.get('test_snippets')
+        if mode == 'features' and T is not None:
+            if S and S > T:
+                raise ParamsError(at('snippet') + f'snippet {S} > features.num_frames {T} (the cached positions per video): it would '
+                                  f'silently become the whole video; set it <= {T} (or null) or raise features.num_frames')
+            n = S if S and S < T else T
+            if seg and seg > n:
+                raise ParamsError(at('segments') + f'segments {seg} > the {n} positions of a sample ({"snippet" if n == S else "features.num_frames"}): '
+                                  f'it would silently use all {n}; set segments <= {n} (or null)')
+            if k and k > 1:
+                if not S or S >= T or r.get('snippet_split'):
+                    raise ParamsError(at('test_snippets') + f'test_snippets {k} needs a snippet shorter than features.num_frames {T} '
+                                      '(and no snippet_split): the whole video is one view; set test_snippets 1 (or null) or a snippet')
+            n = min(seg, n) if seg else n
+        elif mode == 'finetune':
+            from memrec.finetune import finetune_config
+            try: n = finetune_config(params, s, r)[0]['segments']   # the clip's positions (a recipe's snippet or segments win)
+            except ValueError as e: raise ParamsError(f'params.yaml: {e}') from None   # its own one-line errors name the key
+        else: continue
+        last = kw.get('last', getattr(inspect.signature(model_names()[_get(params, 'models', m, 'arch', default=m)].__init__).parameters.get('last'), 'default', None))
+        if isinstance(last, int) and isinstance(n, int) and last > n:
+            loc = ('models', m, 'last', *((s,) if isinstance(_get(params, 'models', m, 'last'), dict) else ()))
+            raise ParamsError(params_line(loc, f'(model {m}, {s} stream) last {last} > the {n} positions of a sample: every step would be scored; '
+                                          f'set last <= {n} or give the samples more positions'))
+
+def weighted_needs_validation(params: dict, models=None):
+    "`fusion.rule: weighted` chooses its weight on validation videos: every model needs `val_fraction` > 0 on both streams."
+    if _get(params, 'fusion', 'rule') != 'weighted': return
+    for m, s, kw, r in _configs(params, models):
+        if not r.get('val_fraction'):
+            raise ParamsError(params_line(('fusion', 'rule'), f'weighted chooses the spatial weight on validation videos, but model {m} ({s} stream) '
+                                          f'trains without them (val_fraction 0); set train.val_fraction (e.g. 0.2) or models.{m}.train.val_fraction, '
+                                          f'or choose fusion.rule average, product or logits'))
+
+RULES = [   # (the top-level sections a rule reads, the rule): run when every section is checked (`validate_sections`)
+    (('frames', 'features', 'finetune', 'train'), image_sizes),
+    (('datasets', 'features', 'finetune', 'train'), synth_lengths),
+    (('features', 'train', 'recipes', 'models', 'finetune', 'pipeline'), sample_lengths),
+    (('fusion', 'train', 'recipes', 'models', 'finetune', 'pipeline'), weighted_needs_validation),
+]
+
+def check_rules(params: dict, sections=None, models=None):
+    """Raise `ParamsError` on the first rule of `RULES` that `params` (already typed by `Params`) breaks; with `sections`,
+    only rules reading those; a model's settings are checked for `rule_models(params, models)`."""
+    for needs, rule in RULES:
+        if sections is None or all(s in sections for s in needs): rule(params, models)
+
 # %% ../nbs/00a_schema.ipynb #280071b2
-def validate_params(params: dict, root: str | Path | None = None) -> dict:
-    "`params` (params.yaml) if valid, else `ParamsError` with one line naming the key, the value and the valid choices."
+def validate_params(params: dict, root: str | Path | None = None, models=None) -> dict:
+    """`params` (params.yaml) if valid, else `ParamsError` with one line naming the key, the value and the valid choices;
+    the rules linking a model's settings cover `pipeline.models` and `models` (e.g. the model a command names)."""
     if not isinstance(params, dict): raise ParamsError(f'params.yaml: must be a mapping of sections, got {_short(params)}')
     try: Params.model_validate(params)
     except ValidationError as e: raise ParamsError(validation_line(e)) from e
     check_references(params, root)
+    check_rules(params, models=models)
     return params
 
 # %% ../nbs/00a_schema.ipynb #0b3d77e0
@@ -382,19 +655,10 @@ def validate_sections(params: dict, sections, root: str | Path | None = None) ->
     try: part.model_validate(params)
     except ValidationError as e: raise ParamsError(validation_line(e)) from e
     check_references(params, root, sections)
+    check_rules(params, sections)
     return params
 
 # %% ../nbs/00a_schema.ipynb #13554186
-def yaml_line(e: yaml.YAMLError, name: str | None = None) -> str:
-    "One line for YAML error `e`: file, line and column, what the parser found."
-    mark = getattr(e, 'problem_mark', None) or getattr(e, 'context_mark', None)
-    name = name or (mark.name if mark else 'YAML')
-    where = f'line {mark.line + 1}, column {mark.column + 1}: ' if mark else ''
-    what = ' '.join(str(getattr(e, 'problem', None) or e).split())
-    ctx, cm = getattr(e, 'context', None), getattr(e, 'context_mark', None)
-    ctx = ' '.join(ctx.split()) + (f' started at line {cm.line + 1}, column {cm.column + 1}' if cm and cm is not mark else '') if ctx else ''
-    return f'{name}: {where}invalid YAML: {what}' + (f' ({ctx})' if ctx else '')
-
 def read_params(path: str | Path | None = None) -> dict:
     "params.yaml (default: the one at `repo_root()`) as a dict; a YAML syntax error as a one-line `ParamsError`."
     path = Path(path) if path else repo_root() / 'params.yaml'

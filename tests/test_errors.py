@@ -315,3 +315,94 @@ def test_error_classes_are_expected_and_layered():
     assert memrec.schema.ParamsError is E.ParamsError and memrec.cli.error_line is E.error_line
     tree = ast.parse(Path(E.__file__).read_text())
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.level or (n.module or '').startswith('memrec'))]
+
+
+# --- schema (issue 25 §1-2): duplicate keys, model keywords, datasets, distinct replicates, rules linking two settings
+PARAMS_TEXT = (ROOT / 'params.yaml').read_text()
+
+def _text(old: str, new: str) -> str:
+    "The repository's params.yaml text with `old` (which must occur once) replaced by `new`."
+    assert PARAMS_TEXT.count(old) == 1, old
+    return PARAMS_TEXT.replace(old, new)
+
+SCHEMA_CASES = {   # id: (edit of params.yaml or its text, command, what the line must contain)
+    'duplicate_section': (PARAMS_TEXT + '\ntrain:\n  lr: 0.1\n', 'prepare',
+                          [f"params.yaml: line {len(PARAMS_TEXT.splitlines()) + 2}: duplicate key 'train' "
+                           f"(first at line {[l.split('#')[0].strip() for l in PARAMS_TEXT.splitlines()].index('train:') + 1})", 'merge the two or delete one']),
+    'duplicate_keyword': (_text('  lstm:\n    hidden: 256\n', '  lstm:\n    hidden: 256\n    hidden: 128\n'), 'train --model lstm --stream spatial',
+                          ["duplicate key 'hidden' in models.lstm", 'merge the two or delete one']),
+    'thr_one': (setting(models__matdl__thr=1.0), 'prepare', ['params.yaml: models.matdl.thr:', 'must be in (0, 1), got 1']),
+    'thr_zero': (setting(models__matdl__thr=0), 'train --model matdl --stream spatial', ['params.yaml: models.matdl.thr:', 'must be in (0, 1), got 0']),
+    'dropout': (setting(models__lstm__dropout=1.5), 'prepare', ['params.yaml: models.lstm.dropout:', 'must be in [0, 1), got 1.5']),
+    'dropout_stream': (setting(models__rlstm__dropout={'spatial': 0.8, 'temporal': -0.1}), 'prepare',
+                       ['params.yaml: models.rlstm.dropout.temporal:', 'must be in [0, 1), got -0.1']),
+    'hidden_zero': (setting(models__lstm__hidden=0), 'prepare', ['params.yaml: models.lstm.hidden:', 'must be >= 1, got 0']),
+    'size_float': (setting(models__matdl__mem_dim=2.5), 'prepare', ['params.yaml: models.matdl.mem_dim:', 'must be an integer, got 2.5']),
+    'loss': (setting(models__lstm_001__loss='clip'), 'prepare', ['params.yaml: models.lstm_001.loss:', "'clip'", 'valid loss names: video, frame']),
+    'top_stream': (setting(models__videolstm__top_stream={'spatial': 'rgb', 'temporal': 'optical'}), 'prepare',
+                   ['params.yaml: models.videolstm.top_stream.temporal:', "'optical'", 'valid top_stream names: rgb, flow']),
+    'branches': (setting(models__rlstm2b_local__branches='global'), 'prepare',
+                 ['params.yaml: models.rlstm2b_local.branches:', "'global'", 'valid branches names: both, local, nonlocal']),
+    'write': (setting(models__matdl_writeall__write='some'), 'prepare', ['params.yaml: models.matdl_writeall.write:', 'valid write names: learned, all']),
+    'reset': (setting(models__matdl_noreset__reset='no'), 'prepare', ['params.yaml: models.matdl_noreset.reset:', 'must be true or false', "'no'"]),
+    'kernel': (setting(models__convlstm__k=2), 'prepare', ['params.yaml: models.convlstm.k:', 'must be an odd number >= 1', 'got 2']),
+    'synth_key': (setting(datasets__synth__clases=4), 'prepare',
+                  ['params.yaml: datasets.synth.clases:', 'unknown key', 'valid keys: seed, classes, groups']),
+    'synth_classes': (setting(datasets__synth__classes=1), 'prepare', ['params.yaml: datasets.synth.classes:', 'must be >= 2, got 1']),
+    'synth_test_fraction': (setting(datasets__synth__test_fraction=1.0), 'prepare',
+                            ['params.yaml: datasets.synth.test_fraction:', 'must be in (0, 1), got 1']),
+    'sha256_string': (setting(datasets__ucf101__sha256='ab' * 32), 'prepare',
+                      ['params.yaml: datasets.ucf101.sha256:', 'must be a mapping of source name to its sha256', '{videos: <64 hex digits>}']),
+    'sha256_short': (setting(datasets__hmdb51__sha256={'videos': 'abc'}), 'prepare',
+                     ['params.yaml: datasets.hmdb51.sha256.videos:', 'must be a sha256: 64 hex digits', "'abc'"]),
+    'extractor': (setting(datasets__ucf101__extractor='7z'), 'prepare',
+                  ['params.yaml: datasets.ucf101.extractor:', "'7z'", 'valid extractor names: auto, bsdtar, unar']),
+    'verify_tls': (setting(datasets__charades__verify_tls='no'), 'prepare', ['params.yaml: datasets.charades.verify_tls:', 'must be true or false']),
+    'url_key': (setting(datasets__charades__urls={'video': 'Charades_v1_480.zip'}), 'prepare',
+                ['params.yaml: datasets.charades.urls.video:', "'video'", 'valid sources of charades: videos, annotations']),
+    'duplicate_seed': (setting(replicates={'splits': [1], 'seeds': [0, 0]}), 'prepare',
+                       ['params.yaml: replicates.seeds:', '0 is listed twice', 'list each value once']),
+    'duplicate_model_split': (setting(models__rlstm2b_t6__replicates={'splits': [1, 1], 'seeds': [0]}), 'run --model rlstm2b_t6',
+                              ['params.yaml: models.rlstm2b_t6.replicates.splits:', '1 is listed twice', 'list each value once']),
+    'duplicate_tune_seed': (setting(tune__seeds=[0, 1, 1]), 'prepare', ['params.yaml: tune.seeds:', '1 is listed twice', 'list each value once']),
+    'momentum': (setting(train__momentum=1.5), 'prepare', ['params.yaml: train.momentum:', 'must be in [0, 1), got 1.5']),
+    'lr_steps_order': (setting(train__lr_steps=[0.8, 0.5]), 'prepare', ['params.yaml: train.lr_steps:', 'must increase strictly', '[0.8, 0.5]']),
+    'lr_steps_range': (setting(train__lr_steps=[0.5, 1.2]), 'prepare', ['params.yaml: train.lr_steps[1]:', 'must be in (0, 1), got 1.2']),
+    'image_size': (setting(features__image_size=224), 'features --stream spatial',
+                   ['params.yaml: features.image_size:', 'frames.short_side 112', 'set features.image_size <= 112 or frames.short_side >= 224']),
+    'finetune_image_size': (setting(finetune__image_size=160, train__mode='finetune'), 'prepare',
+                            ['params.yaml: finetune.image_size:', 'frames.short_side 112', 'set finetune.image_size <= 112']),
+    'snippet': (setting(models__alstm__train={**PARAMS['models']['alstm']['train'], 'snippet': 16}), 'train --model alstm --stream spatial',
+                ['params.yaml: models.alstm.train.snippet:', 'features.num_frames 12', 'set it <= 12']),
+    'recipe_snippet': (setting(models__lstm__train={'recipe': 'videolstm_paper'}), 'train --model lstm --stream temporal',
+                       ['params.yaml: recipes.videolstm_paper.snippet:', 'snippet 30 > features.num_frames 12', 'set it <= 12']),
+    'segments': (setting(models__rlstm__train={**PARAMS['models']['rlstm']['train'], 'segments': 16}), 'prepare',
+                 ['params.yaml: models.rlstm.train.segments:', 'segments 16 > the 12 positions', 'set segments <= 12']),
+    'test_snippets_split': (setting(models__tattn__train={**PARAMS['models']['tattn']['train'], 'snippet_split': True}), 'prepare',
+                            ['params.yaml: models.tattn.train.test_snippets:', 'needs a snippet shorter than features.num_frames 12 (and no snippet_split)',
+                             'set test_snippets 1']),
+    'test_snippets_whole': (setting(train__test_snippets=4), 'prepare',
+                            ['params.yaml: train.test_snippets:', 'needs a snippet shorter than features.num_frames 12', 'set test_snippets 1']),
+    'tattn_last': (setting(models__tattn__last=7), 'evaluate --model tattn --stream spatial',
+                   ['params.yaml: models.tattn.last:', 'last 7 > the 6 positions of a sample', 'set last <= 6']),
+    'weighted_fusion': (setting(fusion__rule='weighted'), 'fuse --model lstm',
+                        ['params.yaml: fusion.rule:', 'validation videos', 'val_fraction 0', 'set train.val_fraction (e.g. 0.2)']),
+    'synth_num_frames': (setting(features__num_frames=60), 'prepare',
+                         ['params.yaml: features.num_frames:', 'synth videos of 48 frames', 'set features.num_frames <= 48']),
+    'synth_flow_length': (setting(features__flow_length=48), 'features --stream temporal', ['params.yaml: features.flow_length:', 'set features.flow_length <= 47']),
+    'synth_finetune_flow_length': (setting(finetune__flow_length=60, train__mode='finetune'), 'prepare',
+                                   ['params.yaml: finetune.flow_length:', 'set finetune.flow_length <= 47']),
+}
+
+@pytest.mark.parametrize('case', SCHEMA_CASES)
+def test_schema_case(tmp_path, case):
+    change, cmd, expect = SCHEMA_CASES[case]
+    d = scratch(tmp_path, text=change) if isinstance(change, str) else scratch(tmp_path, change)
+    print(run_bad(cmd, d, expect))
+
+def test_schema_reads_the_repository_params_unchanged():
+    "The duplicate-key reader gives the repository's params.yaml exactly as PyYAML did, and it validates with every rule."
+    from memrec.core import load_params
+    from memrec.schema import read_params, validate_params
+    assert load_params(ROOT / 'params.yaml') == read_params(ROOT / 'params.yaml') == PARAMS
+    assert validate_params(copy.deepcopy(PARAMS), root=ROOT) == PARAMS
