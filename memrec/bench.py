@@ -286,8 +286,8 @@ def bench_pipeline(edit: str = '', keep: bool = False, log=print) -> dict:
     useful = sum(kinds.values())
     for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]): log(f'  useful {k:10s} {v:8.1f} s')
     log(f'  other (start-up, imports, DVC, fusion, plots, tables) {wall - useful:8.1f} s; second (no-op) dvc repro {noop:.1f} s')
-    # what bounds the wall time: each unit's own seconds (unit.json), summed, over the workers that ran them side by side
-    units = [json.loads(f.read_text()).get('seconds') for f in (repo / 'results').glob('*/*/split*/seed*/*/unit.json')]
+    # what bounds the wall time: each unit's own seconds (run.timing_path, outside the DVC outputs), summed, over the workers
+    units = [json.loads(f.read_text()).get('seconds') for f in (repo / 'results').glob('*/.timings/*/split*/seed*/*.json')]
     unit_s, cores = sum(s for s in units if s), len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     log(f'  units {sum(s is not None for s in units)}: {unit_s:.0f} core-s of training and testing; on {cores} cores at least {unit_s / cores:.0f} s')
     if not keep: shutil.rmtree(d, ignore_errors=True)
