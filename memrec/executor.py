@@ -128,7 +128,7 @@ def run_pool(fn, items: list, out: Path, desc: str, workers: int = 2, runtime: d
     out = Path(out); todo = [it for it in items if not (out / it[0]).exists()]; bad = []
     with useful(desc):                 # decoding / flow: the work itself (bench pipeline)
         for video, _, err in map_items(fn, todo, desc, workers, runtime, gpus):
-            if err: warnings.warn(f'{desc}: skipping {video}: {err}'); bad.append((video, err))
+            if err: bad.append((video, err))   # no warning per video: the report, the stage's summary line or its one error line
     return write_report(out, bad, lambda v: (out / v).exists())
 
 def finish_outdir(work: Path, path: Path, desc: str, videos: int, done: int, report: pd.DataFrame, empty: str = 'no videos') -> Path:
