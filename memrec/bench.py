@@ -254,7 +254,7 @@ def bench_memory(sizes: str = '1000,10000', kind: str = 'vec', T: int = 12, dim:
 @BENCHMARKS.register('pipeline')
 def bench_pipeline(edit: str = '', keep: bool = False, log=print) -> dict:
     "A clean `dvc repro` of a scratch copy of the repository: wall time, useful compute, their ratio, and the stage count."
-    import json, os, shutil, subprocess, tempfile, time
+    import glob, json, os, shutil, subprocess, tempfile, time
     from pathlib import Path
     import yaml
     from memrec.core import repo_root
@@ -287,7 +287,8 @@ def bench_pipeline(edit: str = '', keep: bool = False, log=print) -> dict:
     for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]): log(f'  useful {k:10s} {v:8.1f} s')
     log(f'  other (start-up, imports, DVC, fusion, plots, tables) {wall - useful:8.1f} s; second (no-op) dvc repro {noop:.1f} s')
     # what bounds the wall time: each unit's own seconds (run.timing_path, outside the DVC outputs), summed, over the workers
-    units = [json.loads(f.read_text()).get('seconds') for f in (repo / 'results').glob('*/.timings/*/split*/seed*/*.json')]
+    from memrec.run import timing_path
+    units = [json.loads(Path(f).read_text()).get('seconds') for f in glob.glob(str(timing_path('*', '*', '*', '*', '*', repo)))]
     unit_s, cores = sum(s for s in units if s), len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     log(f'  units {sum(s is not None for s in units)}: {unit_s:.0f} core-s of training and testing; on {cores} cores at least {unit_s / cores:.0f} s')
     if not keep: shutil.rmtree(d, ignore_errors=True)

@@ -138,6 +138,6 @@ def finish_outdir(work: Path, path: Path, desc: str, videos: int, done: int, rep
     if done == 0:
         rel = lambda p: os.path.relpath(p) if Path(p).is_absolute() else str(p)
         why = f'first error: {report.video.iloc[0]}: {_one_line(report.error.iloc[0], 300)}' if len(report) else empty
-        raise MemrecError(f'{desc}: 0 of {videos} videos done ({why}; every error: {rel(Path(work) / "_report.csv")}); '
-                          f'{rel(path)} was left as it was')
+        kept = f'; {rel(path)} was left as it was' if Path(work) != Path(path) else ''    # (in place: it held no video either)
+        raise MemrecError(f'{desc}: 0 of {videos} videos done ({why}; every error: {rel(Path(work) / "_report.csv")}){kept}')
     return commit_outdir(work, path)

@@ -82,7 +82,9 @@ def test_two_clean_runs_give_identical_locks(clean, tmp_path):
     for stage in a: assert yaml.safe_dump(a[stage]) == yaml.safe_dump(b[stage]), stage
     unit = json.loads((clean / 'results/synth/convnet/split1/seed0/spatial/unit.json').read_text())
     assert set(unit) == {'key'}                              # no seconds in the DVC output ...
-    assert json.loads((clean / 'results/synth/.timings/convnet/split1/seed0/spatial.json').read_text())['seconds'] > 0   # ... but beside it
+    assert json.loads((clean / 'results/synth/.timings/convnet/split1/seed0/spatial.json').read_text())['seconds'] > 0   # ... but beside it,
+    from memrec.run import timing_path                       # where bench pipeline finds them
+    assert len(__import__('glob').glob(str(timing_path('*', '*', '*', '*', '*', clean)))) == 2
     assert leftovers(clean) == [] and leftovers(other) == []
 
 def test_killed_results_write_then_repro_gives_the_uninterrupted_lock(clean, tmp_path):
