@@ -226,7 +226,7 @@ def features(stream: str, params: dict | None = None, root: str | Path | None = 
     bb = cached_backbone(p['backbone'], 3 if stream == 'spatial' else 2 * L, p.get('weights'))   # missing weights: fail before any work
     cfg = {k: p.get(k) for k in ('backbone', 'weights', 'num_frames', 'image_size')} | \
           ({'flow_length': L, 'flow_stacks': 'centred', 'flow_zero': FLOW_ZERO} if stream == 'temporal' else {})
-    out = prepare_outdir(features_dir(name, stream, root), cfg)
+    out = prepare_outdir(features_dir(name, stream, root), cfg)           # a new cfg: built aside, the old cache kept
     src = frames_dir(name, root) if stream == 'spatial' else flow_dir(name, root)
     videos = sorted(v.name for v in src.iterdir() if v.is_dir() and not v.name.startswith('.'))
     todo = [v for v in videos if not (out / f'{v}.npz').exists()]
@@ -241,6 +241,9 @@ def features(stream: str, params: dict | None = None, root: str | Path | None = 
             else: bad += r['bad']; shape = shape or r['map_shape']
     if shape: atomic_write_json(out / '_meta.json', {'vec_dim': bb.vec_dim, 'map_shape': shape, **cfg})
     bad = write_report(out, bad, lambda v: (out / f'{v}.npz').exists())
+    from memrec.executor import finish_outdir                          # 0 of N done: fails, the previous cache untouched
+    out = finish_outdir(out, features_dir(name, stream, root), f'features ({stream})', len(videos),
+                        sum((out / f'{v}.npz').exists() for v in videos), bad, f'no videos in {src}')
     print(f'features ({stream}): {len(videos) - len(bad)} videos, {len(bad)} skipped')
     return out
 

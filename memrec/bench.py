@@ -9,6 +9,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.imports import IN_NOTEBOOK
 from .core import Registry, device as default_device
 from .models.base import masked_mean
+from .errors import MemrecError
+
 
 # %% auto #0
 __all__ = ['BENCHMARKS', 'ZERO_OK', 'time_round_robin', 'bench_matdl', 'bench_flow', 'bench_finetune', 'bench_cluster',
@@ -254,7 +256,7 @@ def bench_memory(sizes: str = '1000,10000', kind: str = 'vec', T: int = 12, dim:
 @BENCHMARKS.register('pipeline')
 def bench_pipeline(edit: str = '', keep: bool = False, log=print) -> dict:
     "A clean `dvc repro` of a scratch copy of the repository: wall time, useful compute, their ratio, and the stage count."
-    import json, os, shutil, subprocess, tempfile, time
+    import glob, json, os, shutil, subprocess, tempfile, time
     from pathlib import Path
     import yaml
     from memrec.core import repo_root
@@ -286,8 +288,9 @@ def bench_pipeline(edit: str = '', keep: bool = False, log=print) -> dict:
     useful = sum(kinds.values())
     for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]): log(f'  useful {k:10s} {v:8.1f} s')
     log(f'  other (start-up, imports, DVC, fusion, plots, tables) {wall - useful:8.1f} s; second (no-op) dvc repro {noop:.1f} s')
-    # what bounds the wall time: each unit's own seconds (unit.json), summed, over the workers that ran them side by side
-    units = [json.loads(f.read_text()).get('seconds') for f in (repo / 'results').glob('*/*/split*/seed*/*/unit.json')]
+    # what bounds the wall time: each unit's own seconds (run.timing_path, outside the DVC outputs), summed, over the workers
+    from memrec.run import timing_path
+    units = [json.loads(Path(f).read_text()).get('seconds') for f in glob.glob(str(timing_path('*', '*', '*', '*', '*', repo)))]
     unit_s, cores = sum(s for s in units if s), len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     log(f'  units {sum(s is not None for s in units)}: {unit_s:.0f} core-s of training and testing; on {cores} cores at least {unit_s / cores:.0f} s')
     if not keep: shutil.rmtree(d, ignore_errors=True)
@@ -301,7 +304,6 @@ ZERO_OK = ('threads', 'seed', 'warmup')       # integers where 0 is meaningful: 
 
 def _convert(name: str, key: str, v: str, default):
     "`v` of `key=v` as the type of `key`'s `default`, in its range: an integer >= 1 (>= 0 in `ZERO_OK` or when the default is 0), a finite positive float, a boolean."
-    from memrec.schema import MemrecError
     bad = lambda why: MemrecError(f'{name}: {key}={v}: {why} (default {default!r})')
     if isinstance(default, bool):
         if v.lower() in ('1', 'true', 'yes'): return True
@@ -326,7 +328,6 @@ def _convert(name: str, key: str, v: str, default):
 
 def bench_args(argv) -> tuple:
     "The benchmark `argv[0]` and its keywords from `key=value` arguments, each checked (`_convert`) before it runs."
-    from memrec.schema import MemrecError
     try: fn = BENCHMARKS.get(argv[0])
     except KeyError as e: raise MemrecError(e.args[0]) from None
     params, kw = {k: p.default for k, p in inspect.signature(fn).parameters.items() if k != 'log'}, {}
@@ -341,7 +342,6 @@ def bench_args(argv) -> tuple:
 def main(argv=None):
     "Entry point of `python -m memrec.bench NAME [key=value ...]`; a bad argument is one line `memrec: error: bench: ...`, exit status 2."
     import os
-    from memrec.schema import MemrecError
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help'):
         print(f'usage: python -m memrec.bench NAME [key=value ...]; benchmarks: {", ".join(sorted(BENCHMARKS))}')

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np, yaml
 
 # %% auto #0
-__all__ = ['DEVICE_TYPES', 'repo_root', 'ref_data', 'DuplicateKeyError', 'UniqueKeyLoader', 'load_params', 'replicates',
-           'unit_params', 'lookup', 'Registry', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'atomic_dir',
-           'atomic_torch_save', 'config_hash', 'prepare_outdir', 'file_hashes', 'write_files_manifest', 'set_seed',
-           'progress', 'check_device', 'device', 'useful']
+__all__ = ['TMP_MARK', 'STAMP', 'DEVICE_TYPES', 'repo_root', 'ref_data', 'DuplicateKeyError', 'UniqueKeyLoader', 'load_params',
+           'replicates', 'unit_params', 'lookup', 'Registry', 'atomic_path', 'atomic_write_text', 'atomic_write_json',
+           'clean_tmp', 'atomic_dir', 'atomic_torch_save', 'config_hash', 'aside_dir', 'prepare_outdir',
+           'commit_outdir', 'file_hashes', 'write_files_manifest', 'set_seed', 'progress', 'check_device', 'device',
+           'useful']
 
 # %% ../nbs/00_core.ipynb #a35ae7a1
 def repo_root(start: str | Path | None = None) -> Path:
@@ -106,12 +107,15 @@ class Registry(dict):
 
 # %% ../nbs/00_core.ipynb #ea230654
 _UMASK = os.umask(0); os.umask(_UMASK)                 # the process's umask (read by setting it, then restored)
+TMP_MARK = '.memrec-tmp-'                              # in the name of every temporary file or folder (see clean_tmp)
+
+def _tmp_prefix(path: Path) -> str: return f'.{path.name}{TMP_MARK}'
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
-    "Yield a temporary path next to `path`; on success rename it to `path`, on error remove it."
+    "Yield a temporary path next to `path` (`.<name>.memrec-tmp-*`, same suffix); on success rename it to `path`, on error remove it."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=path.suffix or '.tmp', dir=path.parent); os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=path.suffix or '.tmp', dir=path.parent); os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)                 # mkstemp makes the file private (0600): give it the usual mode
@@ -127,18 +131,35 @@ def atomic_write_json(path: str | Path, obj, **kw):
     "Write `obj` as JSON to `path` atomically."
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float, **kw) + '\n')
 
+def clean_tmp(folder: str | Path, name: str = '*') -> list[Path]:
+    "Remove the temporary files and folders of `name` (a glob; `.<name>.memrec-tmp-*`) that killed writes left anywhere under `folder`; returns them."
+    gone = []
+    for f in sorted(Path(folder).rglob(f'.{name}{TMP_MARK}*')) if Path(folder).is_dir() else []:
+        if not os.path.lexists(f): continue            # inside a temporary folder removed just before
+        if f.is_dir() and not f.is_symlink(): shutil.rmtree(f)
+        else: f.unlink()
+        gone.append(f)
+    return gone
+
+
 # %% ../nbs/00_core.ipynb #a123ca01
+def _swap_in(new: Path, path: Path):
+    "Rename folder `new` to `path`; an existing `path` is first renamed aside, and removed only once `new` is in place."
+    if not os.path.lexists(path): os.replace(new, path); return
+    old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), dir=path.parent))
+    os.replace(path, old); os.replace(new, path); shutil.rmtree(old)
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path):
-    "Yield a temporary directory next to `path`; on success it replaces `path`, on error it is removed."
+    "Yield a temporary directory next to `path` (`.<name>.memrec-tmp-*`); on success it replaces `path`, on error it is removed."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), dir=path.parent))
     try:
         yield tmp
-        if path.exists(): shutil.rmtree(path)
-        os.replace(tmp, path)
+        _swap_in(tmp, path)
     finally:
         if tmp.exists(): shutil.rmtree(tmp)
+
 
 # %% ../nbs/00_core.ipynb #704a52b3
 def atomic_torch_save(obj, path: str | Path):
@@ -152,14 +173,33 @@ def config_hash(config) -> str:
     "Stable short hash of a JSON-able configuration."
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+STAMP = '.memrec_stamp.json'
+
+def _stamp_ok(d: Path, want: dict) -> bool:
+    try: return json.loads((Path(d) / STAMP).read_text()).get('hash') == want['hash']
+    except (OSError, ValueError): return False
+
+def aside_dir(path: str | Path) -> Path:
+    "Where a stage builds the replacement of its output `path`: `.<name>.memrec-tmp-next` beside it."
+    path = Path(path); return path.parent / f'{_tmp_prefix(path)}next'
+
 def prepare_outdir(path: str | Path, config) -> Path:
-    "Make `path` ready for resumable work under `config`: keep it if its stamp matches, else start empty."
-    path = Path(path); stamp = path / '.memrec_stamp.json'
-    want = {'config': config, 'hash': config_hash(config)}
-    if path.exists() and not (stamp.exists() and json.loads(stamp.read_text()).get('hash') == want['hash']):
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    if not stamp.exists(): atomic_write_json(stamp, want)
+    """The folder a resumable stage works in under `config`: `path` itself when its stamp matches (resume in place; the
+    temporary files of a killed run, and a folder aside for other settings, are removed), else `aside_dir(path)` (resumed when its stamp matches, else started
+    empty), which `commit_outdir` swaps in once the stage has finished. `path` itself is not touched."""
+    path = Path(path); want = {'config': config, 'hash': config_hash(config)}
+    work = aside_dir(path)
+    if _stamp_ok(path, want):
+        clean_tmp(path); shutil.rmtree(work, ignore_errors=True); return path
+    if work.exists() and not _stamp_ok(work, want): shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True); clean_tmp(work)
+    if not (work / STAMP).exists(): atomic_write_json(work / STAMP, want)
+    return work
+
+def commit_outdir(work: str | Path, path: str | Path) -> Path:
+    "Make `work` (from `prepare_outdir`, finished) the output `path`: nothing to do when it is `path`, else a swap; returns `path`."
+    work, path = Path(work), Path(path)
+    if work != path: _swap_in(work, path)
     return path
 
 # %% ../nbs/00_core.ipynb #2c055542

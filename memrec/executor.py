@@ -8,12 +8,12 @@ import contextlib, os, socket, warnings
 from multiprocessing import get_context
 from pathlib import Path
 import pandas as pd
-from .core import atomic_path, progress, useful
+from .core import atomic_path, commit_outdir, progress, repo_root, useful
 from .errors import ClusterError, MemrecError, one_line
 
 # %% auto #0
 __all__ = ['EXECUTORS', 'RUNTIME', 'RAY_REQUIREMENT', 'CLUSTER_FIX', 'runtime_params', 'local_map', 'import_ray', 'check_cluster',
-           'ray_session', 'ray_map', 'map_items', 'write_report', 'run_pool']
+           'ray_session', 'ray_map', 'map_items', 'write_report', 'run_pool', 'finish_outdir']
 
 # %% ../nbs/03a_executor.ipynb #6eb70673
 EXECUTORS = ('local', 'ray')                                             # runtime.executor
@@ -123,8 +123,15 @@ def map_items(fn, items: list, desc: str, workers: int = 2, runtime: dict | None
     else: raise MemrecError(f"params.yaml: runtime.executor: unknown executor {rt['executor']!r}; valid executor names: {', '.join(EXECUTORS)}")
     yield from progress(results, desc, total=len(items))
 
+def _portable(msg: str, out: Path) -> str:
+    "`msg` without the absolute path of the repository holding `out` (a fact of this checkout, not of the result)."
+    try: root = str(repo_root(out))
+    except FileNotFoundError: return msg
+    return msg.replace(root + os.sep, '').replace(root, '.')
+
 def write_report(out: Path, bad: list, done) -> pd.DataFrame:
     "Write `out/_report.csv`: failures `bad` [(video, error)], sorted, plus those of earlier runs whose video is still not `done(video)`."
+    bad = [(v, _portable(e, Path(out))) for v, e in bad]
     report, old = pd.DataFrame(sorted(bad), columns=['video', 'error']), Path(out) / '_report.csv'
     if old.exists():
         prev = pd.read_csv(old, dtype=str, keep_default_na=False)
@@ -139,5 +146,16 @@ def run_pool(fn, items: list, out: Path, desc: str, workers: int = 2, runtime: d
     out = Path(out); todo = [it for it in items if not (out / it[0]).exists()]; bad = []
     with useful(desc):                 # decoding / flow: the work itself (bench pipeline)
         for video, _, err in map_items(fn, todo, desc, workers, runtime, gpus):
-            if err: warnings.warn(f'{desc}: skipping {video}: {err}'); bad.append((video, err))
+            if err: bad.append((video, err))   # no warning per video: the report, the stage's summary line or its one error line
     return write_report(out, bad, lambda v: (out / v).exists())
+
+def finish_outdir(work: Path, path: Path, desc: str, videos: int, done: int, report: pd.DataFrame, empty: str = 'no videos') -> Path:
+    """End of a stage that worked in `work` (`core.prepare_outdir`) for output `path`: with 0 of `videos` done, a `MemrecError`
+    naming the first failure of `report` (else `empty`, the reason there was nothing to do) and the report file, `path` left
+    as it was; else `work` becomes `path`. Returns `path`."""
+    if done == 0:
+        rel = lambda p: os.path.relpath(p) if Path(p).is_absolute() else str(p)
+        why = f'first error: {report.video.iloc[0]}: {_one_line(report.error.iloc[0], 300)}' if len(report) else empty
+        kept = f'; {rel(path)} was left as it was' if Path(work) != Path(path) else ''    # (in place: it held no video either)
+        raise MemrecError(f'{desc}: 0 of {videos} videos done ({why}; every error: {rel(Path(work) / "_report.csv")}){kept}')
+    return commit_outdir(work, path)

@@ -12,7 +12,7 @@ from .core import Registry, atomic_dir, device as default_device, load_params, p
 from .data import rawframes_dir
 from .paths import data_manifest_path, flow_dir, frames_dir, index_path
 from .download import tv_state_dict
-from .executor import _init_worker, run_pool, runtime_params
+from .executor import _init_worker, finish_outdir, run_pool, runtime_params
 from .frames import dataset_params, link_files
 
 # %% auto #0
@@ -145,6 +145,8 @@ def flow(params: dict | None = None, root: str | Path | None = None) -> Path:
              for v in videos]
     bad = run_pool(_flow_job, items, out, f'flow ({p["method"]})', 1 if batched else p.get('workers', 2), runtime_params(params),
                    gpus=1 if batched else 0)
+    out = finish_outdir(out, flow_dir(name, root), f'flow ({p["method"]})', len(items), sum((out / it[0]).exists() for it in items),
+                        bad, f'no videos in {src}: run the frames stage first')
     write_files_manifest(out, data_manifest_path(name, 'flow', root))     # what features@ depend on (core)
     print(f'flow: {len(items) - len(bad)} videos ({sum(it[-1] is not None for it in items)} linked from rawframes), '
           f'{len(bad)} skipped (see {out / "_report.csv"})')

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from .core import atomic_dir, load_params, prepare_outdir, ref_data, write_files_manifest
 from .data import DATASETS, rawframes_dir
-from .executor import run_pool, runtime_params
+from .executor import finish_outdir, run_pool, runtime_params
 from .paths import data_manifest_path, frames_dir, index_path, raw_dir
 
 # %% auto #0
@@ -84,15 +84,18 @@ def frames(params: dict | None = None, root: str | Path | None = None) -> Path:
     root = Path(root).absolute() if root else root          # work items carry absolute paths (Ray workers may start elsewhere)
     idx = pd.read_csv(index_path(name, root)); ds = DATASETS.get(name)
     rf, copy = dataset_params(params).get('rawframes'), bool(p.get('copy_rawframes', False))
+    path = frames_dir(name, root)
     if rf:
-        out = prepare_outdir(frames_dir(name, root), {'rawframes': str(Path(rf).resolve()), 'copy': copy})
+        out = prepare_outdir(path, {'rawframes': str(Path(rf).resolve()), 'copy': copy})
         items = [(v, str(rawframes_dir(rf, path)), str(out / v), 'img_*.jpg', copy) for v, path in zip(idx.video, idx.path)]
         job, what = _link_job, 'linked from rawframes'
     else:
-        out = prepare_outdir(frames_dir(name, root), {'short_side': p['short_side']})
+        out = prepare_outdir(path, {'short_side': p['short_side']})
         items = [(v, str(raw_dir(name, root) / ds.videos_dir / path), str(out / v), p['short_side']) for v, path in zip(idx.video, idx.path)]
         job, what = _frames_job, 'decoded'
     bad = run_pool(job, items, out, 'frames', p.get('workers', 2), runtime_params(params))
+    out = finish_outdir(out, frames_dir(name, root), 'frames', len(items), sum((out / it[0]).exists() for it in items), bad,
+                        f'no videos in {index_path(name, root)}')
     write_files_manifest(out, data_manifest_path(name, 'frames', root))   # what flow@ and features@ depend on (core)
     print(f'frames: {len(items) - len(bad)} videos {what}, {len(bad)} skipped (see {out / "_report.csv"})')
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, torch, yaml
 from .core import atomic_path, load_params, repo_root
 from .paths import results_dir
-from .schema import MemrecError
+from .errors import MemrecError
 from .backbones import BACKBONES, STREAMS, load_inputs
 from .sampling import aligned_indices
 from .bench import BENCHMARKS

@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib, json, os, shutil, sys, time
 from pathlib import Path
 import yaml
-from .core import atomic_write_json, config_hash, file_hashes, load_params, lookup, progress, repo_root, replicates, unit_params, useful, write_files_manifest
+from .core import TMP_MARK, atomic_write_json, clean_tmp, config_hash, file_hashes, load_params, lookup, progress, repo_root, replicates, unit_params, useful, write_files_manifest
 from .paths import manifest_path, model_dir, replicate_dir, result_dir, summary_path
 
 # %% auto #0
-__all__ = ['STAGE', 'STREAMS', 'stage_spec', 'stage_key', 'unit_done', 'run_unit', 'init_deps', 'unit_waves', 'run_scheduled',
-           'check_init', 'train_workers', 'prune', 'write_summary', 'write_manifest', 'run_model', 'main']
+__all__ = ['STAGE', 'STREAMS', 'stage_spec', 'stage_key', 'unit_done', 'timing_path', 'run_unit', 'init_deps', 'unit_waves',
+           'run_scheduled', 'check_init', 'train_workers', 'prune', 'write_summary', 'write_manifest', 'run_model',
+           'main']
 
 # %% ../nbs/08d_run.ipynb #adc7d30f
 STAGE = 'model'
@@ -34,7 +35,8 @@ def _fingerprint(path: Path, data: bool):
     "Content hash of a file; for a folder, of its files' contents (code) or of their names and sizes (data)."
     if path.is_file(): return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     if not path.is_dir(): return None
-    files = file_hashes(path, lambda f: '__pycache__' in f.parts, (lambda f: f.stat().st_size) if data else 'sha256')
+    skip = lambda f: '__pycache__' in f.parts or any(TMP_MARK in p for p in f.parts)     # nor what a killed write left (core.clean_tmp)
+    files = file_hashes(path, skip, (lambda f: f.stat().st_size) if data else 'sha256')
     return config_hash(list(files.items()))
 
 def stage_key(params: dict, model: str, root=None) -> str:
@@ -53,6 +55,10 @@ def unit_done(d: Path, key: str, files=('model.pt', 'scores.npz', 'metrics.json'
     except (OSError, ValueError): return False
     return ok and all((Path(d) / x).is_file() for x in files)
 
+def timing_path(dataset: str, model: str, split: int, seed: int, stream: str, root=None) -> Path:
+    "Where a unit's seconds go: `results/<dataset>/.timings/<model>/split<k>/seed<s>/<stream>.json`, outside the DVC outputs."
+    return model_dir(dataset, model, root).parent / '.timings' / model / f'split{split}' / f'seed{seed}' / f'{stream}.json'
+
 def run_unit(job: dict) -> dict:
     "Train and evaluate one (model, split, seed, stream); returns its metrics and seconds."
     import torch
@@ -63,7 +69,8 @@ def run_unit(job: dict) -> dict:
     p, t0 = unit_params(job['params'], job['split'], job['seed']), time.time()
     train(job['model'], job['stream'], p, job['root']); m = evaluate(job['model'], job['stream'], p, job['root'], plot=job.get('plot', True))
     out = result_dir(p['dataset'], p['split'], job['model'], job['stream'], job['root'], seed=p['seed'])
-    s = time.time() - t0; atomic_write_json(out / 'unit.json', {'key': job['key'], 'seconds': round(s, 2)})
+    s = time.time() - t0; atomic_write_json(out / 'unit.json', {'key': job['key']})         # the same bytes on every run
+    atomic_write_json(timing_path(p['dataset'], job['model'], p['split'], p['seed'], job['stream'], job['root']), {'seconds': round(s, 2)})
     return {**{k: job[k] for k in ('split', 'seed', 'stream')}, 'top1': m.get('top1', m.get('map')), 'seconds': s}
 
 # %% ../nbs/08d_run.ipynb #e34d0d54
@@ -137,7 +144,7 @@ def write_summary(params: dict, model: str, root=None) -> dict:
     return out
 
 def write_manifest(params: dict, model: str, root=None) -> dict:
-    "`summary/<model>.files.json`: path -> MD5 of every result file of `model` (not `unit.json`, which holds timings)."
+    "`summary/<model>.files.json`: path -> MD5 of every result file of `model` (not `unit.json`, the stage key: new code that gives the same results leaves the tables alone)."
     return write_files_manifest(model_dir(params['dataset'], model, root), manifest_path(params['dataset'], model, root),
                                 lambda f: f.name == 'unit.json')
 
@@ -151,6 +158,8 @@ def run_model(model: str, params: dict | None = None, root=None, workers: int | 
     "Stage `model@<model>`: every unfinished (split, seed, stream) unit of `model`, then fusion per replicate and the summary."
     from memrec.evaluate import fuse
     params = params or load_params(); ds = params['dataset']; key = stage_key(params, model, root)
+    clean_tmp(model_dir(ds, model, root))            # what killed writes left in this stage's outputs (core.clean_tmp)
+    for f in (summary_path(ds, model, root), manifest_path(ds, model, root)): clean_tmp(f.parent, f.name)
     reps = replicates(params, model); prune(params, model, root)
     threads = (params.get('runtime') or {}).get('threads') or 1
     first = reps[0]                                   # the replicate whose confusion matrices are drawn (2-3 s each)
