@@ -13,12 +13,12 @@ from .errors import EXPECTED, MemrecError, MissingResults, NotebookError, Parser
 from .paths import metrics_path
 
 # %% auto #0
-__all__ = ['PARAM_SOURCES', 'FOLDERS', 'NOTEBOOK_LANGUAGE', 'INLINE', 'RUNNERS', 'TABLE_SECTIONS', 'published', 'table_rows',
-           'row_models', 'row_attrs', 'published_for', 'row_notes', 'collect', 'check_results', 'mean_sd_text',
-           'side_by_side', 'to_markdown', 'ours_column', 'replicate_keys', 'replicate_scores', 'replicate_table',
-           'replicates_note', 'paired_values', 'pair_seeds', 'paired_row', 'report_figure', 'write_report',
-           'declared_parameters', 'notebook_parameters', 'run_notebook', 'run_table', 'tables', 'check_notebook_names',
-           'main']
+__all__ = ['PARAM_SOURCES', 'FOLDERS', 'NOTEBOOK_LANGUAGE', 'INLINE', 'RUNNERS', 'RUN_FACTS', 'TABLE_SECTIONS', 'published',
+           'table_rows', 'row_models', 'row_attrs', 'published_for', 'row_notes', 'collect', 'check_results',
+           'mean_sd_text', 'side_by_side', 'to_markdown', 'ours_column', 'replicate_keys', 'replicate_scores',
+           'replicate_table', 'replicates_note', 'paired_values', 'pair_seeds', 'paired_row', 'report_figure',
+           'write_report', 'declared_parameters', 'notebook_parameters', 'run_notebook', 'timeless', 'run_table',
+           'tables', 'check_notebook_names', 'main']
 
 # %% ../nbs/10_tables.ipynb #448bbc55
 def _data_file(name: str) -> Path:
@@ -363,6 +363,21 @@ def run_notebook(src: str | Path, dest: str | Path | None, parameters: dict | No
 
 # %% ../nbs/10_tables.ipynb #728de923
 RUNNERS = ('in-process', 'papermill')
+RUN_FACTS = ('start_time', 'end_time', 'duration')   # papermill's per-run metadata: never the same twice
+
+def timeless(path: str | Path, output_path: str | Path):
+    """Rewrite executed notebook `path` without the run's times (`RUN_FACTS`, in its and each cell's papermill metadata),
+    naming `output_path` as where it was written, with a fixed id for papermill's injected cell (a random one each run):
+    identical results then give an identical file (and `dvc.lock`)."""
+    import nbformat
+    nb = nbformat.read(str(path), as_version=4)
+    for m in [nb.metadata.get('papermill')] + [c.metadata.get('papermill') for c in nb.cells]:
+        if m is not None:
+            for k in RUN_FACTS: m.pop(k, None)
+    for c in nb.cells:
+        if 'injected-parameters' in c.metadata.get('tags', []): c.id = 'injected-parameters'
+    if 'papermill' in nb.metadata: nb.metadata.papermill['output_path'] = str(output_path)
+    nbformat.write(nb, str(path))
 
 def run_table(nb: str, params: dict | None = None, root=None, runner: str | None = None, **overrides) -> Path:
     """Execute `nbs/<nb>.ipynb` into `reports/<dataset>/<nb>.ipynb`, its parameters from `params.yaml` and `overrides`, by
@@ -380,6 +395,7 @@ def run_table(nb: str, params: dict | None = None, root=None, runner: str | None
             import papermill as pm
             pm.execute_notebook(str(src), str(tmp), parameters=values, cwd=str(root), kernel_name='python3', progress_bar=False)
         else: run_notebook(src.relative_to(root) if src.is_relative_to(root) else src, tmp, values, cwd=root)
+        timeless(tmp, out.relative_to(root) if out.is_relative_to(root) else out)
     return out
 
 def tables(params: dict | None = None, root=None, notebooks: list[str] | None = None) -> list[Path]:
