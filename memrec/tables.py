@@ -229,7 +229,7 @@ def notebook_parameters(nb: str, params: dict | None = None, root=None, **overri
     declared = declared_parameters(nb, root)
     finetune = (params.get('train') or {}).get('mode') == 'finetune'
     model = overrides.get('model', str(declared.get('model', '')).strip('\'"'))
-    out = {k: str(root / k) for k in FOLDERS if k in declared}
+    out = {k: k for k in FOLDERS if k in declared}      # relative: the notebook runs in `root` (run_table), and no absolute path enters a report
     for name, key in PARAM_SOURCES.items():
         if name not in declared: continue
         key = (key[1] if finetune else key[0]) if isinstance(key, tuple) else key

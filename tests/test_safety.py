@@ -87,6 +87,15 @@ def test_two_clean_runs_give_identical_locks(clean, tmp_path):
     assert len(__import__('glob').glob(str(timing_path('*', '*', '*', '*', '*', clean)))) == 2
     assert leftovers(clean) == [] and leftovers(other) == []
 
+def test_two_runs_of_a_table_give_identical_reports(clean, tmp_path):
+    "A table stage on the same results in two folders: the same report bytes and lock entry (no run times, no temporary or absolute paths)."
+    a, b = copy_of(clean, tmp_path / 'a'), copy_of(clean, tmp_path / 'b')
+    for r in (a, b): run('dvc repro tables@table2', r)
+    la, lb = (yaml.safe_load((r / 'dvc.lock').read_text())['stages']['tables@table2'] for r in (a, b))
+    assert yaml.safe_dump(la) == yaml.safe_dump(lb)
+    assert (a / 'reports/synth/table2.ipynb').read_bytes() == (b / 'reports/synth/table2.ipynb').read_bytes()
+    assert b'start_time' not in (a / 'reports/synth/table2.ipynb').read_bytes()
+
 def test_killed_results_write_then_repro_gives_the_uninterrupted_lock(clean, tmp_path):
     repo = copy_of(clean, tmp_path / 'killed'); shutil.rmtree(repo / 'results')
     wrap = tmp_path / 'bin'; wrap.mkdir()
