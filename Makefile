@@ -33,7 +33,7 @@ repro: venv
 test: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(PY) .ci/check_nbdev.py
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/nbdev_test --n_workers 2 --skip_file_re '$(NB_SKIP)'
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q tests
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q -n 2 --dist loadgroup --durations 15 tests
 
 export: venv
 	$(BIN)/nbdev_clean && $(BIN)/nbdev_export

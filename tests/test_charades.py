@@ -10,6 +10,7 @@ import json, os, shutil, subprocess, sys, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch, yaml
 
+pytestmark = pytest.mark.xdist_group('test_charades')   # one worker runs this file's module fixture once (make test: -n 2 --dist loadgroup)
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = {'classes': 2, 'groups': 3, 'clips_per_group': 2, 'frames': 12, 'width': 80, 'height': 60, 'fps': 25,

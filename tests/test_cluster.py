@@ -16,6 +16,7 @@ from memrec.frames import frames
 from memrec.flow import flow
 from memrec.backbones import features
 
+pytestmark = pytest.mark.xdist_group('test_cluster')   # one worker runs this file's module fixture once (make test: -n 2 --dist loadgroup)
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 P = {'dataset': 'synth', 'split': 1, 'seed': 0,
@@ -101,6 +102,7 @@ def test_cli_joins_a_running_cluster_by_address(tmp_path, local_ray):
     "`memrec frames` in its own process, with `runtime.address` naming this test's Ray instance."
     p = yaml.safe_load((ROOT / 'params.yaml').read_text())
     p.update(copy.deepcopy(P)); p['runtime'] = {'executor': 'ray', 'address': ray.get_runtime_context().gcs_address}
+    p['pipeline']['models'] = ['convnet', 'lstm']          # models whose settings fit num_frames 4 (schema.check_rules)
     (tmp_path / 'params.yaml').write_text(yaml.safe_dump(p, sort_keys=False))
     (tmp_path / 'nbs').mkdir()
     for nb in p['tables']['notebooks']: (tmp_path / 'nbs' / f'{nb}.ipynb').write_text('{}')

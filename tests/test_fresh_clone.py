@@ -6,6 +6,7 @@ import os, subprocess, sys
 from pathlib import Path
 import pytest
 
+pytestmark = pytest.mark.xdist_group('test_fresh_clone')   # one worker runs this file's module fixture once (make test: -n 2 --dist loadgroup)
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 NOTEBOOKS = ['02_data', '02b_charades', '03_frames', '04_flow']   # the notebooks that read refdata/

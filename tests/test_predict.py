@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch, yaml
 from memrec.cli import main
 
+pytestmark = pytest.mark.xdist_group('test_predict')   # one worker runs this file's module fixture once (make test: -n 2 --dist loadgroup)
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ROOT / 'refdata' / 'clips'
 CLASSES = ['Push', 'Pull', 'Wave']

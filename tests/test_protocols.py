@@ -15,6 +15,8 @@ from memrec.finetune import (FINETUNE_DEFAULTS, TEST_PROTOCOLS, MODES, build_end
 torch.set_num_threads(1)
 
 
+pytestmark = pytest.mark.xdist_group('test_protocols')   # one worker runs this file's module fixture once (make test: -n 2 --dist loadgroup)
+
 @pytest.fixture(scope='module')
 def synth(tmp_path_factory):
     "6 synth videos of 10 frames (short side 40) with Farneback flow, made by the pipeline's own stages."

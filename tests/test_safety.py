@@ -12,6 +12,7 @@ import json, os, shutil, subprocess, sys
 from pathlib import Path
 import pytest, yaml
 
+pytestmark = pytest.mark.xdist_group('test_safety')   # one worker runs this file's module fixture once (make test: -n 2 --dist loadgroup)
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = {'classes': 2, 'groups': 3, 'clips_per_group': 2, 'frames': 8, 'width': 80, 'height': 60, 'fps': 25,
