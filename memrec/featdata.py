@@ -104,7 +104,7 @@ class Rows:
         return torch.from_numpy(self.store.read(self.idx[i].reshape(-1)).astype(np.float32)).reshape(*i.shape, *self.store.shape[1:])
 
 # %% ../nbs/08a_featdata.ipynb #b5240f95
-from .schema import ParamsError
+from .errors import ParamsError
 from .data import label_space, targets
 
 KIND = {'vec': 'vec', 'map': 'map', 'map2': 'map', 'vec2': 'vec'}
