@@ -8,6 +8,8 @@ import argparse, os, sys
 from pathlib import Path
 from .core import check_device, repo_root
 from .errors import EXPECTED, MemrecError, MissingResults, Parser, error_line, int_at_least   # defined in memrec.errors (nbs/00c_errors); importable from here too
+from .executor import check_cluster, runtime_params
+from .paths import flow_dir, frames_dir, index_path
 from .schema import TRAIN_MODES, read_params, validate_params
 
 # %% auto #0
@@ -49,7 +51,6 @@ def _present(path: Path) -> bool:
 
 def check_inputs(stage: str, params: dict, streams=(), root: str | Path | None = None):
     "What `stage` (on `streams`) reads from the stages before it must exist, else a one-line `MissingResults` naming the DVC stage to run."
-    from memrec.paths import flow_dir, frames_dir, index_path
     root = Path(root or repo_root()); ds = params['dataset']; tuned = train_mode(params) == 'finetune'
     need = [(index_path(ds, root), 'prepare', 'the video index')] if stage in ('frames', 'flow') or tuned and stage in ('run', 'train') else []
     if stage == 'flow': need.append((frames_dir(ds, root), 'frames', 'the decoded frames'))
@@ -104,7 +105,7 @@ def run(argv=None):
     params = validate_params(read_params())
     if args.stage in TORCH_STAGES and os.environ.get('MEMREC_DEVICE'): check_device(os.environ['MEMREC_DEVICE'])
     if args.stage in ('frames', 'flow', 'features'):         # Ray cluster of runtime.address: answering, before any work
-        from memrec.executor import check_cluster, runtime_params; check_cluster(runtime_params(params))
+        check_cluster(runtime_params(params))
     if args.stage in ('run', 'train', 'evaluate', 'fuse'):     # the rules linking this model's settings, in pipeline.models or not
         check_model(params, args.model); validate_params(params, models=[args.model])
     if args.stage in ('train', 'evaluate', 'fuse'):

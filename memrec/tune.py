@@ -15,7 +15,7 @@ from .featdata import FeatureSource, feature_vector, load_split
 from .train import MODES, fit, init_from, init_source, init_spec, train_mode, validation_videos
 from .evaluate import accuracy_metrics, predict
 from .run import init_deps
-from .errors import EXPECTED, MemrecError, Parser, ParamsError, error_line, int_at_least
+from .errors import EXPECTED, MemrecError, Parser, ParamsError, error_line, int_at_least, yaml_line
 from .schema import TrainSection, dataset_splits, model_keywords, model_names, validate_params
 
 # %% auto #0
@@ -347,7 +347,6 @@ def tune(model: str, params: dict | None = None, root=None, grid: dict | None = 
 # %% ../nbs/08e_tune.ipynb #a048908f
 def _grid_arg(v: str) -> dict:
     "`--grid`: YAML for a non-empty mapping of dotted keys to non-empty lists of values."
-    from memrec.schema import yaml_line
     eg = "e.g. '{models.lstm.train.lr: [0.01, 0.1]}'"
     try: g = yaml.safe_load(v)
     except yaml.YAMLError as e: raise argparse.ArgumentTypeError(f'not valid YAML ({yaml_line(e, "grid")}); give a mapping of dotted keys to lists, {eg}') from None
