@@ -12,13 +12,12 @@ from .paths import results_dir
 from .errors import MemrecError
 from .backbones import BACKBONES, STREAMS, load_inputs
 from .sampling import aligned_indices
-from .bench import BENCHMARKS
 
 # %% auto #0
 __all__ = ['default_results', 'model_folder', 'model_files', 'load_stream_models', 'read_classes', 'check_classes',
            'preprocessing', 'min_frames', 'decode', 'stage_frames', 'stage_flow', 'stream_backbone', 'video_features',
            'feature_outputs', 'finetune_flow_fields', 'finetune_outputs', 'top_k', 'format_top', 'plot_timeline',
-           'timeline_rows', 'probe', 'check_args', 'predict_video', 'bench_predict']
+           'timeline_rows', 'probe', 'check_args', 'predict_video']
 
 # %% ../nbs/12_predict.ipynb #702be6eb
 def default_results() -> Path:
@@ -411,24 +410,3 @@ def predict_video(video: str | Path, model: str = 'matdl', results: str | Path |
         log(f'timeline: {res["timeline"]}')
     log(f'({time.time() - t0:.1f} s)')
     return res
-
-# %% ../nbs/12_predict.ipynb #329e357e
-@BENCHMARKS.register('predict')
-def bench_predict(seconds: float = 10., width: int = 320, height: int = 240, fps: int = 25, model: str = 'matdl', log=print) -> dict:
-    "Seconds `memrec predict` takes on a synth clip (`seconds` at `width`x`height`) with an untrained `model` on both streams; last line is the summary."
-    from memrec.api import create_model, save_model, _model_class
-    from memrec.synth import SynthConfig, render_video, synth_classes, write_video
-    n = int(round(seconds * fps)); names = [f'C{i}' for i in range(10)]
-    prep = {'frames': {'short_side': 112}, 'flow': {'method': 'farneback', 'bound': 20, 'raft_iters': 12},
-            'features': {'backbone': 'efficientnet_lite0', 'weights': None, 'image_size': 112, 'num_frames': 12, 'flow_length': 5}}
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        write_video(d / 'clip.avi', render_video(synth_classes(10).iloc[0], SynthConfig(frames=n, width=width, height=height, fps=fps), 0, 0)[0], fps)
-        with torch.inference_mode(): vec, fmap = stream_backbone('efficientnet_lite0', 'spatial', 5).net(torch.zeros(1, 3, 112, 112))
-        in_dim = vec.shape[1] if _model_class(model).inputs.startswith('vec') else tuple(fmap.shape[1:])
-        for s in STREAMS: save_model(create_model(model, in_dim, 10), d / 'results' / model / s / 'model.pt', names, s, preprocessing=prep)
-        _BACKBONES.clear()                                   # cold start, as the command runs
-        t0 = time.perf_counter(); predict_video(d / 'clip.avi', model, d / 'results', out=d, log=lambda *a: None); t = time.perf_counter() - t0
-    log(f'predict: {seconds:g} s clip at {width}x{height} ({n} frames), {model} on both streams, {torch.get_num_threads()} threads: '
-        f'{t:.1f} s (target < 30 s on 2 CPU cores)')
-    return {'seconds': t}
