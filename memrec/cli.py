@@ -10,16 +10,10 @@ from .core import check_device, repo_root
 from .errors import EXPECTED, MemrecError, MissingResults, Parser, error_line, int_at_least   # defined in memrec.errors (nbs/00c_errors); importable from here too
 from .executor import check_cluster, runtime_params
 from .paths import flow_dir, frames_dir, index_path
-from .schema import TRAIN_MODES, read_params, validate_params
+from .schema import TRAIN_MODES, check_rules, read_params, train_mode, validate_params   # train_mode: one definition, in schema
 
 # %% auto #0
-__all__ = ['TORCH_STAGES', 'train_mode', 'check_model', 'feature_streams', 'check_features', 'check_inputs', 'parser', 'run',
-           'main']
-
-# %% ../nbs/11_cli.ipynb #b4c3b54f
-def train_mode(params: dict) -> str:
-    "The configured training mode (one of `TRAIN_MODES`; `validate_params` has checked it)."
-    return (params.get('train') or {}).get('mode') or 'features'
+__all__ = ['TORCH_STAGES', 'check_model', 'feature_streams', 'check_features', 'check_inputs', 'parser', 'run', 'main']
 
 # %% ../nbs/11_cli.ipynb #1dd6155b
 def check_model(params: dict, model: str):
@@ -107,7 +101,7 @@ def run(argv=None):
     if args.stage in ('frames', 'flow', 'features'):         # Ray cluster of runtime.address: answering, before any work
         check_cluster(runtime_params(params))
     if args.stage in ('run', 'train', 'evaluate', 'fuse'):     # the rules linking this model's settings, in pipeline.models or not
-        check_model(params, args.model); validate_params(params, models=[args.model])
+        check_model(params, args.model); check_rules(params, models=[args.model])
     if args.stage in ('train', 'evaluate', 'fuse'):
         from memrec.core import unit_params; params = validate_params(unit_params(params, args.split, args.seed))
     if args.stage in ('run', 'train', 'evaluate') and train_mode(params) == 'features':

@@ -80,11 +80,10 @@ def ray_session(runtime: dict):
     try: ray.init(**(dict(address=addr) if addr else dict(address='local', num_cpus=runtime.get('workers') or 1)),
                   include_dashboard=False)
     except ConnectionError as e:                      # `auto` without a running cluster
-        raise ClusterError(f'params.yaml: runtime.address: {addr}: {_one_line(e)}; {CLUSTER_FIX}') from None
+        raise ClusterError(f'params.yaml: runtime.address: {addr}: {one_line(str(e), 400)}; {CLUSTER_FIX}') from None
     try: yield ray
     finally: ray.shutdown()
 
-def _one_line(e, n: int = 400) -> str: return one_line(str(e), n)
 
 def _ray_task(fn, item):
     _init_worker(); return _safe((fn, item))
@@ -109,9 +108,9 @@ def ray_map(fn, items: list, runtime: dict, gpus: float = 0, cpus: float = 1):
             it = pending.pop(ref)
             try: yield ray.get(ref)
             except ray.exceptions.RayTaskError as e:
-                raise MemrecError(f'Ray workers cannot run the stage (is memrec installed on every node, data/ on a shared path?): {_one_line(e)}') from None
+                raise MemrecError(f'Ray workers cannot run the stage (is memrec installed on every node, data/ on a shared path?): {one_line(str(e), 400)}') from None
             except ray.exceptions.RayError as e:
-                yield it[0], None, f'{type(e).__name__} after {runtime["retries"]} retries: {_one_line(e)}'
+                yield it[0], None, f'{type(e).__name__} after {runtime["retries"]} retries: {one_line(str(e), 400)}'
             submit()
 
 # %% ../nbs/03a_executor.ipynb #0f992629
@@ -155,7 +154,7 @@ def finish_outdir(work: Path, path: Path, desc: str, videos: int, done: int, rep
     as it was; else `work` becomes `path`. Returns `path`."""
     if done == 0:
         rel = lambda p: os.path.relpath(p) if Path(p).is_absolute() else str(p)
-        why = f'first error: {report.video.iloc[0]}: {_one_line(report.error.iloc[0], 300)}' if len(report) else empty
+        why = f'first error: {report.video.iloc[0]}: {one_line(report.error.iloc[0], 300)}' if len(report) else empty
         kept = f'; {rel(path)} was left as it was' if Path(work) != Path(path) else ''    # (in place: it held no video either)
         raise MemrecError(f'{desc}: 0 of {videos} videos done ({why}; every error: {rel(Path(work) / "_report.csv")}){kept}')
     return commit_outdir(work, path)

@@ -11,7 +11,7 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError,
                       create_model, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
-from .core import load_params, repo_root
+from .core import load_params, lookup, repo_root
 
 # %% auto #0
 __all__ = ['UNION_TAGS', 'MESSAGES', 'TRAIN_MODES', 'BN_MODES', 'SAMPLINGS', 'SCALES', 'Positive', 'NonNegative', 'Count',
@@ -23,7 +23,7 @@ __all__ = ['UNION_TAGS', 'MESSAGES', 'TRAIN_MODES', 'BN_MODES', 'SAMPLINGS', 'SC
            'TrainSection', 'FinetuneSection', 'model_keywords', 'keyword_type', 'check_keyword', 'ReplicatesSection',
            'ModelEntry', 'PipelineSection', 'FramesSection', 'FlowSection', 'FeaturesSection', 'FusionSection',
            'LocaliseSection', 'TablesSection', 'RuntimeSection', 'synth_section', 'extractor_names', 'SourceSection',
-           'dataset_problem', 'TuneSection', 'Params', 'check_references', 'image_sizes', 'synth_lengths',
+           'dataset_problem', 'TuneSection', 'Params', 'check_references', 'train_mode', 'image_sizes', 'synth_lengths',
            'rule_models', 'sample_lengths', 'weighted_needs_validation', 'check_rules', 'validate_params',
            'validate_sections', 'read_params']
 
@@ -517,38 +517,34 @@ def check_references(params: dict, root: str | Path | None = None, sections=None
                                           f'{", ".join(valid) or "none (no nbs/*.ipynb next to params.yaml)"}'))
 
 # %% ../nbs/00a_schema.ipynb #e43715c0
-def _get(d, *keys, default=None):
-    for k in keys:
-        if not isinstance(d, dict) or d.get(k) is None: return default
-        d = d[k]
-    return d
-
 def _set_by(params: dict, model: str, key: str, stream: str, mode: str) -> tuple:
     "Key path of the layer that gives `model` its effective recipe value `key` (the last one `model_config` merges)."
     from memrec.recipes import RECIPES
     ps = lambda loc, v: (*loc, stream) if isinstance(v, dict) and stream in v else loc
-    if mode == 'finetune': layers = [(('finetune', 'train'), _get(params, 'finetune', 'train')), (('models', model, 'finetune'), _get(params, 'models', model, 'finetune'))]
-    else: layers = [(('models', model, 'train'), _get(params, 'models', model, 'train'))]
+    if mode == 'finetune': layers = [(('finetune', 'train'), lookup(params, 'finetune.train', None)), (('models', model, 'finetune'), lookup(params, f'models.{model}.finetune', None))]
+    else: layers = [(('models', model, 'train'), lookup(params, f'models.{model}.train', None))]
     for loc, layer in reversed(layers):
         if key in (layer or {}): return ps((*loc, key), layer[key])
-    name = next((l.get('recipe') for _, l in reversed(layers) if (l or {}).get('recipe')), None) or (None if mode == 'finetune' else _get(params, 'train', 'recipe'))
-    if name and key in (_get(params, 'recipes', name) or {}): return ps(('recipes', name, key), params['recipes'][name][key])
+    name = next((l.get('recipe') for _, l in reversed(layers) if (l or {}).get('recipe')), None) or (None if mode == 'finetune' else lookup(params, 'train.recipe', None))
+    if name and key in (lookup(params, f'recipes.{name}', None) or {}): return ps(('recipes', name, key), params['recipes'][name][key])
     if name and name in RECIPES and key in RECIPES[name]: return ('recipes', name, key)   # a built-in recipe's value: override it in the model's train
-    return ps(('train', key), _get(params, 'train', key))
+    return ps(('train', key), lookup(params, f'train.{key}', None))
 
-def _mode(params: dict) -> str: return _get(params, 'train', 'mode', default='features')
+def train_mode(params: dict) -> str:
+    "The configured training mode (one of `TRAIN_MODES`; `validate_params` checks it): `train.mode`, default `features`."
+    return lookup(params, 'train.mode', None) or 'features'
 
 def image_sizes(params: dict, models=None):
     """Crops fit in the stored frames: `features.image_size` <= `frames.short_side`; in finetune mode, `finetune.image_size`
     <= `finetune.test_scale` or else `short_side`."""
-    short = _get(params, 'frames', 'short_side')
+    short = lookup(params, 'frames.short_side', None)
     if short is None: return
-    size = _get(params, 'features', 'image_size')
+    size = lookup(params, 'features.image_size', None)
     if size is not None and size > short:
         raise ParamsError(params_line(('features', 'image_size'), f'{size} px crops do not fit in frames stored at frames.short_side {short}: '
                                       f'every video would be skipped; set features.image_size <= {short} or frames.short_side >= {size}'))
-    size, scale = _get(params, 'finetune', 'image_size'), _get(params, 'finetune', 'test_scale')
-    if _mode(params) == 'finetune' and isinstance(size, int) and size > (scale if isinstance(scale, int) else short):
+    size, scale = lookup(params, 'finetune.image_size', None), lookup(params, 'finetune.test_scale', None)
+    if train_mode(params) == 'finetune' and isinstance(size, int) and size > (scale if isinstance(scale, int) else short):
         why = f'finetune.test_scale {scale}' if isinstance(scale, int) else f'frames.short_side {short}'
         raise ParamsError(params_line(('finetune', 'image_size'), f'{size} px test crops do not fit in frames at {why}: set '
                                       f'finetune.image_size <= {scale if isinstance(scale, int) else short}, or frames.short_side (or finetune.test_scale) >= {size}'))
@@ -556,20 +552,20 @@ def image_sizes(params: dict, models=None):
 def synth_lengths(params: dict, models=None):
     "On synth (whose videos all have `datasets.synth.frames` frames): `num_frames` <= frames, the mode's `flow_length` <= frames - 1."
     if params.get('dataset') != 'synth': return
-    n = _get(params, 'datasets', 'synth', 'frames', default=48)   # SynthConfig's default
-    T = _get(params, 'features', 'num_frames')
+    n = (lookup(params, 'datasets.synth.frames', None) or 48)   # SynthConfig's default
+    T = lookup(params, 'features.num_frames', None)
     if T is not None and T > n:
         raise ParamsError(params_line(('features', 'num_frames'), f'{T} positions in synth videos of {n} frames (datasets.synth.frames) '
                                       f'would repeat frames; set features.num_frames <= {n} or datasets.synth.frames >= {T}'))
-    for sec in ('features', 'finetune') if _mode(params) == 'finetune' else ('features',):
-        L = _get(params, sec, 'flow_length')
+    for sec in ('features', 'finetune') if train_mode(params) == 'finetune' else ('features',):
+        L = lookup(params, f'{sec}.flow_length', None)
         if isinstance(L, int) and L > n - 1:
             raise ParamsError(params_line((sec, 'flow_length'), f'{L} flow fields per stack, but synth videos of {n} frames '
                                           f'(datasets.synth.frames) have {n - 1}; set {sec}.flow_length <= {n - 1}'))
 
 def rule_models(params: dict, models=None) -> list[str]:
     "The models whose settings the rules check: those `dvc repro` runs (`pipeline.models`, else every `models:` entry), and `models`."
-    run = _get(params, 'pipeline', 'models') or list(params.get('models') or {})
+    run = lookup(params, 'pipeline.models', None) or list(params.get('models') or {})
     return [m for m in dict.fromkeys([*run, *(models or ())]) if m in (params.get('models') or {})]
 
 def _configs(params: dict, models=None):
@@ -577,12 +573,12 @@ def _configs(params: dict, models=None):
     from memrec.backbones import STREAMS
     from memrec.recipes import model_config
     for m in rule_models(params, models):
-        for s in STREAMS: yield (m, s, *model_config(params, m, s, _mode(params)))
+        for s in STREAMS: yield (m, s, *model_config(params, m, s, train_mode(params)))
 
 def sample_lengths(params: dict, models=None):
     """Features mode: `snippet` <= `num_frames`; `segments` <= a sample's positions; `test_snippets` > 1 only with a
     shorter snippet. Both modes: a model's `last` <= the positions a sample has."""
-    mode, T = _mode(params), _get(params, 'features', 'num_frames')
+    mode, T = train_mode(params), lookup(params, 'features.num_frames', None)
     for m, s, kw, r in _configs(params, models):
         at = lambda key: params_line(_set_by(params, m, key, s, mode), f'(model {m}, {s} stream) ')
         S, seg, k = r.get('snippet'), r.get('segments'), r.get('test_snippets')
@@ -604,15 +600,15 @@ def sample_lengths(params: dict, models=None):
             try: n = finetune_config(params, s, r)[0]['segments']   # the clip's positions (a recipe's snippet or segments win)
             except ValueError as e: raise ParamsError(f'params.yaml: {e}') from None   # its own one-line errors name the key
         else: continue
-        last = kw.get('last', getattr(inspect.signature(model_names()[_get(params, 'models', m, 'arch', default=m)].__init__).parameters.get('last'), 'default', None))
+        last = kw.get('last', getattr(inspect.signature(model_names()[(lookup(params, f'models.{m}.arch', None) or m)].__init__).parameters.get('last'), 'default', None))
         if isinstance(last, int) and isinstance(n, int) and last > n:
-            loc = ('models', m, 'last', *((s,) if isinstance(_get(params, 'models', m, 'last'), dict) else ()))
+            loc = ('models', m, 'last', *((s,) if isinstance(lookup(params, f'models.{m}.last', None), dict) else ()))
             raise ParamsError(params_line(loc, f'(model {m}, {s} stream) last {last} > the {n} positions of a sample: every step would be scored; '
                                           f'set last <= {n} or give the samples more positions'))
 
 def weighted_needs_validation(params: dict, models=None):
     "`fusion.rule: weighted` chooses its weight on validation videos: every model needs `val_fraction` > 0 on both streams."
-    if _get(params, 'fusion', 'rule') != 'weighted': return
+    if lookup(params, 'fusion.rule', None) != 'weighted': return
     for m, s, kw, r in _configs(params, models):
         if not r.get('val_fraction'):
             raise ParamsError(params_line(('fusion', 'rule'), f'weighted chooses the spatial weight on validation videos, but model {m} ({s} stream) '
