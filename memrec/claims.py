@@ -185,7 +185,7 @@ def ledger_method(t: pd.DataFrame, dataset: str) -> str:
         f'its coverage with 3 seeds, 95-96 % at nominal 95 % and checked to stay within 93-97 %, is simulated in `nbs/09b_claims.ipynb`).\n\n'
         f'**The sd of the other tables** (mean ± sd over replicates) is the spread of one number per (split, seed) '
         f'replicate. It mixes seed noise (training randomness), split difficulty (each split trains and tests on other '
-        f'videos) and test sampling (binomial noise of a few hundred test videos: about 3.9 points at 160 videos and 70 % '
+        f'videos) and test sampling (binomial noise of a few hundred test videos: the sd of a 160-video accuracy is about 4.0 points at 50 % and 3.6 at 70 % '
         f'accuracy). It describes replicates, not the uncertainty of a mean or of a difference; the intervals here do that.\n\n'
         f'**Verdicts.** Raw: **supported** if the 95 % interval lies above 0 (p < 0.05, two-sided), **contradicted** if '
         f'below, **inconclusive** if it contains 0. **Holm**: the family is every row of this ledger with a verdict '
